@@ -1,0 +1,200 @@
+/*
+ * dpi: the inspection engine.
+ *
+ * A flow is two byte streams plus packet metadata. Feeders (the NFQUEUE
+ * workers, the TLS proxy, the capture reader) give the engine every packet of
+ * a flow for nDPI classification and the reassembled, in-order bytes of each
+ * direction for HTTP/1.x and TLS ClientHello parsing; bodies of both
+ * directions are decoded (chunked, gzip, deflate), hashed and scanned with
+ * YARA. Facts come back as events through one callback, and every call that
+ * takes stream bytes returns the verdict for them.
+ *
+ * One engine per thread (it owns an nDPI module and a YARA scanner); nothing
+ * here does I/O, locks or spawns threads.
+ */
+#ifndef DPI_H
+#define DPI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rules.h"
+
+struct dpi_engine;
+struct dpi_flow;
+
+/* Who a flow is: set by the feeder when the flow is created. "src" is the
+ * source of the first packet seen, normally the client. */
+struct dpi_flow_meta {
+    uint64_t flow_id;
+    uint8_t family; /* 4 or 6 */
+    uint8_t l4proto;
+    uint16_t vlan;
+    uint8_t src[16], dst[16]; /* IPv4 in the first 4 bytes */
+    uint16_t sport, dport;
+    const char *tunnel; /* "GTP", "TZSP", "CAPWAP" or NULL */
+    void *user;         /* feeder's own data, handed back in events */
+};
+
+/* Stream directions, relative to the first packet of the flow. */
+enum dpi_dir { DPI_DIR_FWD = 0, DPI_DIR_REV = 1 };
+
+enum dpi_verdict { DPI_PASS = 0, DPI_BLOCK = 1 };
+
+/* --- facts ----------------------------------------------------------------- */
+
+struct dpi_ndpi_facts {
+    const char *proto;    /* "TLS.Facebook", as ndpiReader prints it */
+    const char *proto_id; /* "91.119" */
+    const char *category; /* "SocialNetwork" */
+    const char *confidence;
+    uint64_t risks;       /* bit i = nDPI risk i */
+    int guessed;          /* classified by giving up (ports, IPs), not DPI */
+};
+
+struct dpi_http_facts {
+    const char *method;       /* NULL when only a response was seen */
+    const char *uri;
+    const char *hostname;
+    const char *protocol;     /* "HTTP/1.1" */
+    const char *user_agent;
+    const char *content_type; /* of the message whose body is reported */
+    int status;               /* 0: no response (yet) */
+};
+
+enum dpi_body_state {
+    DPI_BODY_COMPLETE = 0, /* every byte announced arrived */
+    DPI_BODY_CUT,          /* longer than the body limit: the rest was not kept */
+    DPI_BODY_INCOMPLETE,   /* the stream ended or had a gap before the end */
+};
+
+struct dpi_body_facts {
+    int to_server;        /* 1: request body (upload), 0: response body (download) */
+    uint64_t size;        /* decoded bytes seen (may exceed what was kept) */
+    char sha256[65];      /* of the decoded bytes seen; "" if none */
+    const char *encoding; /* "gzip", "deflate", NULL for identity */
+    int chunked;
+    enum dpi_body_state state;
+    const char *problem; /* why it is not complete, or a decoding error; NULL */
+};
+
+struct dpi_tls_facts {
+    const char *sni;        /* "" when absent */
+    const char *version;    /* highest version offered: "TLS 1.3" */
+    const char *alpn;       /* offered protocols, comma separated */
+    const char *ja3_hash;
+    const char *ja3_string;
+};
+
+struct dpi_alert_facts {
+    const char *signature; /* YARA rule, or "ndpi:risk:..." / "ndpi:category:..." */
+    const char *category;
+    int severity;
+    enum rules_action action; /* what the policy asks for */
+    const char *source;       /* "yara", "ndpi" */
+};
+
+struct dpi_flow_stats {
+    uint64_t pkts[2], bytes[2]; /* by enum dpi_dir */
+    uint64_t first_us, last_us;
+};
+
+/* --- events ---------------------------------------------------------------- */
+
+enum dpi_event_type {
+    DPI_EVENT_FLOW,  /* the flow ended: ndpi + stats */
+    DPI_EVENT_HTTP,  /* a transaction, or one body of it (fileinfo) */
+    DPI_EVENT_TLS,   /* a ClientHello */
+    DPI_EVENT_ALERT, /* a YARA or policy match */
+};
+
+struct dpi_event {
+    enum dpi_event_type type;
+    uint64_t ts_us;
+    const struct dpi_flow_meta *meta;
+    const struct dpi_ndpi_facts *ndpi;  /* always set (may say Unknown so far) */
+    const struct dpi_flow_stats *stats; /* always set */
+    const struct dpi_http_facts *http;  /* HTTP, and ALERT from a body */
+    const struct dpi_body_facts *body;  /* HTTP with a body, ALERT from a body */
+    const struct dpi_tls_facts *tls;    /* TLS */
+    const struct dpi_alert_facts *alert;
+};
+
+typedef void (*dpi_event_fn)(void *ctx, const struct dpi_event *ev);
+
+/* --- engine ---------------------------------------------------------------- */
+
+/* Builds a per-thread engine from a loaded policy (nDPI module with the
+ * policy's nDPI files, YARA scanner). NULL with a reason in err. */
+struct dpi_engine *dpi_engine_new(struct rules_policy *policy, dpi_event_fn fn, void *ctx,
+                                  char *err, size_t errlen);
+void dpi_engine_free(struct dpi_engine *e);
+/* Checks the policy's nDPI names (categories, risks) against nDPI; 0 if all
+ * are known, else -1 with "file:line:column: ..." in err. */
+int dpi_policy_check(struct rules_policy *policy, char *err, size_t errlen);
+
+struct dpi_engine_stats {
+    uint64_t flows, bodies, bodies_cut, scans, scan_errors, alerts;
+    uint64_t body_bytes_held; /* current */
+};
+void dpi_engine_stats(const struct dpi_engine *e, struct dpi_engine_stats *out);
+
+/* --- flows ----------------------------------------------------------------- */
+
+struct dpi_flow *dpi_flow_new(struct dpi_engine *e, const struct dpi_flow_meta *meta);
+/* Ends the flow: gives up classification if still running, ends open
+ * messages, emits the FLOW event. Call once, before dpi_flow_free. */
+void dpi_flow_end(struct dpi_engine *e, struct dpi_flow *f, uint64_t ts_us);
+void dpi_flow_free(struct dpi_engine *e, struct dpi_flow *f);
+
+/* Every packet of the flow, as an IP packet (header included), in arrival
+ * order: counted and, until classification is done, given to nDPI. */
+void dpi_flow_packet(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
+                     const uint8_t *ip, size_t iplen, uint64_t ts_us);
+
+/* In-order stream bytes of one direction (TCP payload after reassembly, or
+ * decrypted bytes from the TLS proxy). */
+enum dpi_verdict dpi_flow_stream(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
+                                 const uint8_t *data, size_t len, uint64_t ts_us);
+/* len bytes of this direction are missing and will never come. */
+void dpi_flow_gap(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir, uint64_t len,
+                  uint64_t ts_us);
+/* This direction ended (FIN or RST). */
+enum dpi_verdict dpi_flow_stream_end(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
+                                     uint64_t ts_us);
+
+/* 1 while the engine still wants this flow's packets or bytes: nDPI has not
+ * finished, or an HTTP or ClientHello parser is still reading. A flow for
+ * which this is 0 can bypass inspection. */
+int dpi_flow_wants_more(const struct dpi_flow *f);
+enum dpi_verdict dpi_flow_verdict(const struct dpi_flow *f);
+const struct dpi_ndpi_facts *dpi_flow_ndpi(const struct dpi_flow *f);
+const struct dpi_flow_meta *dpi_flow_meta(const struct dpi_flow *f);
+
+/* --- TLS ClientHello ------------------------------------------------------- */
+
+/* Facts of a ClientHello, from the first bytes of a client stream (one or
+ * more TLS records; the handshake message may span records and segments). */
+struct dpi_hello {
+    uint16_t legacy_version; /* ClientHello.legacy_version, e.g. 0x0303 */
+    uint16_t max_version;    /* highest offered, supported_versions included */
+    char sni[256];           /* server_name host_name, "" if absent */
+    char alpn[256];          /* offered protocols, comma separated */
+    char ja3_string[1024];   /* JA3 string (GREASE removed); cut if longer */
+    char ja3_hash[33];       /* MD5 of the JA3 string, lowercase hex */
+};
+
+enum dpi_hello_status {
+    DPI_HELLO_OK = 0,    /* parsed: out is filled */
+    DPI_HELLO_MORE,      /* a prefix of a ClientHello: call again with more bytes */
+    DPI_HELLO_NOT_TLS,   /* not a TLS handshake */
+    DPI_HELLO_MALFORMED, /* a TLS handshake that is not a valid ClientHello */
+};
+
+/* Parses buf (starting at the first byte of the stream). Pure; never reads
+ * past len; needs at most 5 + 16384 + handshake header bytes per record. */
+enum dpi_hello_status dpi_hello_parse(const uint8_t *buf, size_t len, struct dpi_hello *out);
+/* "TLS 1.2" for 0x0303, "SSL 3.0", "0x7f1c" for unknown ones. */
+const char *dpi_tls_version_name(uint16_t version, char *buf, size_t buflen);
+
+#endif

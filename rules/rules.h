@@ -1,0 +1,125 @@
+/*
+ * rules: sluice's policy.
+ *
+ * One YAML file (libyaml) holds every setting; every key has a default, so a
+ * missing file means the built-in policy. A policy is loaded and compiled
+ * completely (YARA included) before anyone sees it, and is immutable and
+ * reference counted afterwards: a reload builds a new one next to the old and
+ * swaps a pointer, so a broken file never replaces a working policy.
+ *
+ * Pure: no sockets, no threads; YARA scanning happens on buffers given by the
+ * caller, with one scanner per thread.
+ */
+#ifndef RULES_H
+#define RULES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RULES_ERRLEN 512
+
+/* A string from the policy file, with where it was written (for errors found
+ * later, e.g. an nDPI risk name that the engine does not know). */
+struct rules_str {
+    char *s;
+    int line, column;
+};
+
+struct rules_strlist {
+    struct rules_str *v;
+    size_t n;
+};
+
+/* nDPI's own configuration files, loaded exactly as ndpiReader loads them with
+ * -p -c -r -j -S; NULL when not configured. */
+struct rules_ndpi_files {
+    char *protos_file;
+    char *categories_file;
+    char *risky_domains_file;
+    char *ja3_file;
+    char *sha1_file;
+};
+
+enum rules_action {
+    RULES_ACTION_ALERT = 0, /* report only */
+    RULES_ACTION_BLOCK,     /* report and stop the transfer (inline feeders) */
+};
+
+struct rules_policy {
+    char *path; /* file it came from, or "(built-in)" */
+
+    struct {
+        struct rules_strlist paths; /* files or folders of .yar/.yara files */
+        int builtin;                /* include the built-in rule set */
+        unsigned timeout_s;         /* per scan */
+        enum rules_action action;   /* what a match does */
+    } yara;
+
+    struct {
+        uint64_t body;              /* bytes of one HTTP body kept for scanning */
+        uint64_t reassembly_flow;   /* out-of-order bytes held per flow direction */
+        uint64_t reassembly_total;  /* out-of-order bytes held per worker */
+        uint64_t flows;             /* flows tracked per worker */
+        uint64_t bodies_total;      /* body bytes buffered per worker */
+        unsigned flow_timeout_s;    /* idle time before a flow is ended */
+        unsigned hello_bytes;       /* ClientHello bytes kept for parsing */
+    } limits;
+
+    struct {
+        struct rules_ndpi_files files;
+        unsigned max_packets_tcp; /* packets before giving up, as ndpiReader */
+        unsigned max_packets_udp;
+        struct rules_strlist alert_categories; /* nDPI category names */
+        struct rules_strlist alert_risks;      /* nDPI risk names */
+        enum rules_action action;              /* what such a match does */
+    } ndpi;
+
+    struct {
+        char *eve; /* event log path, "-" for stdout */
+    } events;
+
+    struct rules_yara *compiled; /* NULL until rules_policy_load compiled it */
+    int refs;
+};
+
+/*
+ * Loads and fully validates a policy. path NULL: the built-in defaults.
+ * compile: also compile the YARA rules it names (0 for syntax checks, fuzzing).
+ * Returns NULL with "file:line:column: reason" in err on any problem.
+ */
+struct rules_policy *rules_policy_load(const char *path, int compile, char *err, size_t errlen);
+/* Same from a buffer; name is what errors call the file. */
+struct rules_policy *rules_policy_parse(const char *name, const char *text, size_t len,
+                                        int compile, char *err, size_t errlen);
+struct rules_policy *rules_policy_ref(struct rules_policy *p);
+void rules_policy_unref(struct rules_policy *p);
+
+/* Size strings: "16MiB", "512k", "1G", "4096". Returns 0 on success. */
+int rules_parse_size(const char *s, uint64_t *out);
+/* Durations: "30s", "5m", "1h", "250ms" (rounded up to seconds), "10". */
+int rules_parse_duration(const char *s, unsigned *seconds);
+
+/* --- YARA ---------------------------------------------------------------- */
+
+struct rules_yara;    /* compiled rules, shared read-only by all threads */
+struct rules_scanner; /* one per thread */
+
+struct rules_match {
+    char rule[128];      /* rule identifier */
+    char ns[64];         /* namespace: "builtin" or the file it came from */
+    char category[64];   /* rule meta "category", default "malware" */
+    int severity;        /* rule meta "severity", default 1 (highest) */
+};
+
+#define RULES_MAX_MATCHES 8
+
+struct rules_scanner *rules_scanner_new(const struct rules_policy *p);
+void rules_scanner_free(struct rules_scanner *s);
+/* Scans buf; fills up to max matches. Returns the number of matches (which
+ * may exceed max: only max are filled), or -1 with err set (timeout, ...). */
+int rules_scan(struct rules_scanner *s, const uint8_t *buf, size_t len, struct rules_match *out,
+               size_t max, char *err, size_t errlen);
+/* Number of rules compiled into the policy (for status and logs). */
+unsigned rules_yara_count(const struct rules_policy *p);
+
+#endif

@@ -56,13 +56,13 @@ struct rules_policy {
     } yara;
 
     struct {
-        uint64_t body;              /* bytes of one HTTP body kept for scanning */
-        uint64_t reassembly_flow;   /* out-of-order bytes held per flow direction */
-        uint64_t reassembly_total;  /* out-of-order bytes held per worker */
-        uint64_t flows;             /* flows tracked per worker */
-        uint64_t bodies_total;      /* body bytes buffered per worker */
-        unsigned flow_timeout_s;    /* idle time before a flow is ended */
-        unsigned hello_bytes;       /* ClientHello bytes kept for parsing */
+        uint64_t body;             /* bytes of one HTTP body kept for scanning */
+        uint64_t reassembly_flow;  /* out-of-order bytes held per flow direction */
+        uint64_t reassembly_total; /* out-of-order bytes held per worker */
+        uint64_t flows;            /* flows tracked per worker */
+        uint64_t bodies_total;     /* body bytes buffered per worker */
+        unsigned flow_timeout_s;   /* idle time before a flow is ended */
+        unsigned hello_bytes;      /* ClientHello bytes kept for parsing */
     } limits;
 
     struct {
@@ -89,8 +89,8 @@ struct rules_policy {
  */
 struct rules_policy *rules_policy_load(const char *path, int compile, char *err, size_t errlen);
 /* Same from a buffer; name is what errors call the file. */
-struct rules_policy *rules_policy_parse(const char *name, const char *text, size_t len,
-                                        int compile, char *err, size_t errlen);
+struct rules_policy *rules_policy_parse(const char *name, const char *text, size_t len, int compile,
+                                        char *err, size_t errlen);
 struct rules_policy *rules_policy_ref(struct rules_policy *p);
 void rules_policy_unref(struct rules_policy *p);
 
@@ -105,14 +105,17 @@ struct rules_yara;    /* compiled rules, shared read-only by all threads */
 struct rules_scanner; /* one per thread */
 
 struct rules_match {
-    char rule[128];      /* rule identifier */
-    char ns[64];         /* namespace: "builtin" or the file it came from */
-    char category[64];   /* rule meta "category", default "malware" */
-    int severity;        /* rule meta "severity", default 1 (highest) */
+    char rule[128];    /* rule identifier */
+    char ns[64];       /* namespace: "builtin" or the file it came from */
+    char category[64]; /* rule meta "category", default "malware" */
+    int severity;      /* rule meta "severity", default 1 (highest) */
 };
 
 #define RULES_MAX_MATCHES 8
 
+/* NULL when p has no compiled rules (loaded with compile 0, or no rule set
+ * configured) or on error. The scanner holds a reference on p, so the rules
+ * stay valid until the scanner is freed even if a reload drops p. */
 struct rules_scanner *rules_scanner_new(const struct rules_policy *p);
 void rules_scanner_free(struct rules_scanner *s);
 /* Scans buf; fills up to max matches. Returns the number of matches (which
@@ -121,5 +124,12 @@ int rules_scan(struct rules_scanner *s, const uint8_t *buf, size_t len, struct r
                size_t max, char *err, size_t errlen);
 /* Number of rules compiled into the policy (for status and logs). */
 unsigned rules_yara_count(const struct rules_policy *p);
+/* Compiler warnings ("file:line: message"), for the caller to log: the i-th,
+ * or NULL past the last. */
+const char *rules_yara_warning(const struct rules_policy *p, unsigned i);
+
+/* Internal to rules/: policy.c calls these in yara.c. */
+int rules_yara_compile(struct rules_policy *p, char *err, size_t errlen);
+void rules_yara_free(struct rules_yara *y);
 
 #endif

@@ -1,0 +1,1 @@
+rule First { strings: $a = "SLUICE-TEST-A" condition: $a }

@@ -1,0 +1,1 @@
+rule Second { strings: $a = "SLUICE-TEST-B" condition: $a }

@@ -1,0 +1,1 @@
+rule Third { strings: $a = "SLUICE-TEST-C" condition: $a }

@@ -48,15 +48,15 @@ struct dpi_ndpi_facts {
     const char *proto_id; /* "91.119" */
     const char *category; /* "SocialNetwork" */
     const char *confidence;
-    uint64_t risks;       /* bit i = nDPI risk i */
-    int guessed;          /* classified by giving up (ports, IPs), not DPI */
+    uint64_t risks; /* bit i = nDPI risk i */
+    int guessed;    /* classified by giving up (ports, IPs), not DPI */
 };
 
 struct dpi_http_facts {
-    const char *method;       /* NULL when only a response was seen */
+    const char *method; /* NULL when only a response was seen */
     const char *uri;
     const char *hostname;
-    const char *protocol;     /* "HTTP/1.1" */
+    const char *protocol; /* "HTTP/1.1" */
     const char *user_agent;
     const char *content_type; /* of the message whose body is reported */
     int status;               /* 0: no response (yet) */
@@ -79,9 +79,9 @@ struct dpi_body_facts {
 };
 
 struct dpi_tls_facts {
-    const char *sni;        /* "" when absent */
-    const char *version;    /* highest version offered: "TLS 1.3" */
-    const char *alpn;       /* offered protocols, comma separated */
+    const char *sni;     /* "" when absent */
+    const char *version; /* highest version offered: "TLS 1.3" */
+    const char *alpn;    /* offered protocols, comma separated */
     const char *ja3_hash;
     const char *ja3_string;
 };
@@ -93,6 +93,12 @@ struct dpi_alert_facts {
     enum rules_action action; /* what the policy asks for */
     const char *source;       /* "yara", "ndpi" */
 };
+
+/* nDPI risk bit → its name as ndpiReader prints it ("Known Protocol on Non
+ * Standard Port"), NULL for bits nDPI does not define. */
+const char *dpi_risk_name(unsigned bit);
+/* nDPI risk bit → alert severity: 1 (high or severe), 2 (medium), 3 (low). */
+int dpi_risk_severity(unsigned bit);
 
 struct dpi_flow_stats {
     uint64_t pkts[2], bytes[2]; /* by enum dpi_dir */
@@ -111,6 +117,7 @@ enum dpi_event_type {
 struct dpi_event {
     enum dpi_event_type type;
     uint64_t ts_us;
+    const char *app_proto; /* "http", "tls", nDPI's name in lower case; NULL if not known yet */
     const struct dpi_flow_meta *meta;
     const struct dpi_ndpi_facts *ndpi;  /* always set (may say Unknown so far) */
     const struct dpi_flow_stats *stats; /* always set */
@@ -149,8 +156,8 @@ void dpi_flow_free(struct dpi_engine *e, struct dpi_flow *f);
 
 /* Every packet of the flow, as an IP packet (header included), in arrival
  * order: counted and, until classification is done, given to nDPI. */
-void dpi_flow_packet(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
-                     const uint8_t *ip, size_t iplen, uint64_t ts_us);
+void dpi_flow_packet(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir, const uint8_t *ip,
+                     size_t iplen, uint64_t ts_us);
 
 /* In-order stream bytes of one direction (TCP payload after reassembly, or
  * decrypted bytes from the TLS proxy). */

@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_MAX_LINE 8192
-#define HTTP_MAX_HEAD 65536
+#define HTTP_MAX_LINE    8192
+#define HTTP_MAX_HEAD    65536
 #define HTTP_MAX_HEADERS 128
 #define HTTP_MAX_PENDING 32
 
@@ -35,8 +35,8 @@ enum http_framing {
 /* A request as remembered for pairing with its response. */
 struct http_request_info {
     char method[32];
-    char uri[2048];     /* cut if longer */
-    char host[256];     /* Host header, "" if absent */
+    char uri[2048]; /* cut if longer */
+    char host[256]; /* Host header, "" if absent */
     char user_agent[256];
 };
 
@@ -61,7 +61,7 @@ struct http_head {
 };
 
 enum http_end {
-    HTTP_END_OK = 0,   /* message complete */
+    HTTP_END_OK = 0,    /* message complete */
     HTTP_END_TRUNCATED, /* the stream ended or had a gap inside the message */
     HTTP_END_ERROR,     /* malformed framing: parsing of this direction stops */
 };

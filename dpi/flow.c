@@ -1,0 +1,625 @@
+/*
+ * One flow through the engine.
+ *
+ * Packets go to nDPI exactly as ndpiReader gives them (every packet until
+ * the protocol is known and nDPI wants no extra packets, or until 80 TCP / 24
+ * UDP packets; then a give-up with guessing), so classifications match
+ * ndpiReader's. Ordered stream bytes go to whichever parser the first bytes
+ * of a direction call for: a TLS handshake record starts the ClientHello
+ * parser, anything else is offered to the HTTP parser, which says quickly
+ * when a stream is not HTTP. HTTP bodies flow into body.c and are scanned
+ * with YARA when complete (or when the kept part is full), before the call
+ * that completed them returns: the caller holds that packet until then.
+ */
+#include "dpi_internal.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum stream_kind {
+    KIND_NONE = 0, /* no byte yet */
+    KIND_HTTP,     /* offered to the HTTP parser */
+    KIND_HELLO,    /* reading a ClientHello */
+    KIND_DONE,     /* nothing more to learn from this direction */
+};
+
+/* The current HTTP message of one direction. */
+struct http_msg {
+    int open;
+    int is_request;
+    int has_body;
+    int status;
+    char method[32];
+    char uri[2048];
+    char host[256];
+    char user_agent[256];
+    char content_type[128];
+    char protocol[12];
+    char problem[192];
+    struct dpi_body body;
+};
+
+struct http_state {
+    struct http_parser *parser;
+    struct http_msg msg[2];
+};
+
+struct dpi_flow {
+    struct dpi_flow_meta meta;
+    struct dpi_engine *e;
+    struct ndpi_flow_struct *nf; /* freed once classification is done */
+    ndpi_protocol proto;
+    uint8_t ndpi_done;
+    uint8_t kind[2];
+    uint8_t stream_ended[2];
+    uint8_t ended;
+    enum dpi_verdict verdict;
+    uint64_t now; /* timestamp of what is being processed */
+    const char *app_proto;
+    struct http_state *http;
+    struct sl_buf hello;
+    uint8_t tls_reported;
+    struct ndpi_tls *ndpi_tls; /* nDPI's TLS/QUIC facts, kept in case ours are missing */
+    struct dpi_ndpi_facts ndpi;
+    struct dpi_flow_stats stats;
+    char proto_name[64];
+    char proto_id[32];
+};
+
+/* What nDPI read of a ClientHello (TLS over TCP, QUIC, DTLS). sluice's own
+ * parser is the source of tls events; these stand in for it where it had
+ * nothing: QUIC and DTLS, and hellos too damaged for it that nDPI half-read. */
+struct ndpi_tls {
+    char sni[80];
+    char alpn[128];
+    char version[16];
+    char ja3_hash[33];
+};
+
+static const struct http_callbacks http_cb;
+
+/* --- events ---------------------------------------------------------------- */
+
+static void describe_ndpi(struct dpi_flow *f)
+{
+    engine_describe(f->e, f->proto, f->proto_name, sizeof(f->proto_name), f->proto_id,
+                    sizeof(f->proto_id), &f->ndpi.category);
+    f->ndpi.proto = f->proto_name;
+    f->ndpi.proto_id = f->proto_id;
+}
+
+static void emit(struct dpi_flow *f, struct dpi_event *ev)
+{
+    struct dpi_engine *e = f->e;
+
+    if (e->emit == NULL)
+        return;
+    if (!f->ndpi_done)
+        describe_ndpi(f); /* classification so far */
+    ev->ts_us = f->now;
+    ev->app_proto = f->app_proto;
+    ev->meta = &f->meta;
+    ev->ndpi = &f->ndpi;
+    ev->stats = &f->stats;
+    e->emit(e->emit_ctx, ev);
+}
+
+static void raise_alert(struct dpi_flow *f, const struct dpi_alert_facts *a,
+                        const struct dpi_http_facts *http, const struct dpi_body_facts *body)
+{
+    struct dpi_event ev = {.type = DPI_EVENT_ALERT, .alert = a, .http = http, .body = body};
+
+    f->e->stats.alerts++;
+    if (a->action == RULES_ACTION_BLOCK)
+        f->verdict = DPI_BLOCK;
+    emit(f, &ev);
+}
+
+/* --- nDPI ------------------------------------------------------------------ */
+
+static void ndpi_alerts(struct dpi_flow *f)
+{
+    struct dpi_engine *e = f->e;
+    char sig[160];
+    uint64_t hits = f->ndpi.risks & e->alert_risks;
+
+    for (unsigned bit = 1; bit < 64 && hits; bit++) {
+        if (!(hits & (1ULL << bit)))
+            continue;
+        hits &= ~(1ULL << bit);
+        snprintf(sig, sizeof(sig), "nDPI risk: %s", dpi_risk_name(bit));
+        struct dpi_alert_facts a = {sig, "ndpi-risk", dpi_risk_severity(bit),
+                                    e->policy->ndpi.action, "ndpi"};
+        raise_alert(f, &a, NULL, NULL);
+    }
+    if (f->proto.category < 256 && e->alert_category[f->proto.category]) {
+        snprintf(sig, sizeof(sig), "nDPI category: %s", f->ndpi.category);
+        struct dpi_alert_facts a = {sig, "ndpi-category", 2, e->policy->ndpi.action, "ndpi"};
+        raise_alert(f, &a, NULL, NULL);
+    }
+}
+
+static int uses_tls_facts(u_int16_t proto)
+{
+    switch (proto) {
+    case NDPI_PROTOCOL_TLS:
+    case NDPI_PROTOCOL_DTLS:
+    case NDPI_PROTOCOL_QUIC:
+    case NDPI_PROTOCOL_MAIL_SMTPS:
+    case NDPI_PROTOCOL_MAIL_IMAPS:
+    case NDPI_PROTOCOL_MAIL_POPS:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void keep_ndpi_tls(struct dpi_flow *f)
+{
+    const struct ndpi_flow_struct *nf = f->nf;
+
+    if (f->tls_reported || f->ndpi_tls != NULL ||
+        !(uses_tls_facts(f->proto.master_protocol) || uses_tls_facts(f->proto.app_protocol)) ||
+        nf->protos.tls_quic.ja3_client[0] == '\0')
+        return;
+    f->ndpi_tls = calloc(1, sizeof(*f->ndpi_tls));
+    if (f->ndpi_tls == NULL)
+        return;
+    snprintf(f->ndpi_tls->sni, sizeof(f->ndpi_tls->sni), "%s", nf->host_server_name);
+    snprintf(f->ndpi_tls->alpn, sizeof(f->ndpi_tls->alpn), "%s",
+             nf->protos.tls_quic.alpn ? nf->protos.tls_quic.alpn : "");
+    dpi_tls_version_name(nf->protos.tls_quic.ssl_version, f->ndpi_tls->version,
+                         sizeof(f->ndpi_tls->version));
+    snprintf(f->ndpi_tls->ja3_hash, sizeof(f->ndpi_tls->ja3_hash), "%s",
+             nf->protos.tls_quic.ja3_client);
+}
+
+static void report_ndpi_tls(struct dpi_flow *f)
+{
+    if (f->tls_reported || f->ndpi_tls == NULL)
+        return;
+    struct dpi_tls_facts tls = {
+        .sni = f->ndpi_tls->sni,
+        .version = f->ndpi_tls->version,
+        .alpn = f->ndpi_tls->alpn,
+        .ja3_hash = f->ndpi_tls->ja3_hash,
+        .ja3_string = NULL,
+    };
+    struct dpi_event ev = {.type = DPI_EVENT_TLS, .tls = &tls};
+    f->tls_reported = 1;
+    emit(f, &ev);
+}
+
+/* Classification is over: keep the facts, free nDPI's flow state. */
+static void ndpi_complete(struct dpi_flow *f, int give_up)
+{
+    struct dpi_engine *e = f->e;
+
+    if (give_up && f->proto.app_protocol == NDPI_PROTOCOL_UNKNOWN) {
+        uint8_t guessed = 0;
+        f->proto = ndpi_detection_giveup(e->ndpi, f->nf, 1, &guessed);
+        f->ndpi.guessed = guessed;
+    }
+    f->ndpi.risks = f->nf->risk;
+    f->ndpi.confidence = ndpi_confidence_get_name(f->nf->confidence);
+    keep_ndpi_tls(f);
+    ndpi_flow_free(f->nf);
+    f->nf = NULL;
+    f->ndpi_done = 1;
+    describe_ndpi(f);
+    ndpi_alerts(f);
+}
+
+void dpi_flow_packet(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir, const uint8_t *ip,
+                     size_t iplen, uint64_t ts_us)
+{
+    const struct rules_policy *p = e->policy;
+
+    f->now = ts_us;
+    f->stats.pkts[dir]++;
+    f->stats.bytes[dir] += iplen;
+    if (f->stats.first_us == 0)
+        f->stats.first_us = ts_us;
+    f->stats.last_us = ts_us;
+    if (f->ndpi_done || f->nf == NULL)
+        return;
+
+    uint64_t seen = f->stats.pkts[0] + f->stats.pkts[1];
+    int enough = (f->meta.l4proto == IPPROTO_TCP && seen > p->ndpi.max_packets_tcp) ||
+                 (f->meta.l4proto == IPPROTO_UDP && seen > p->ndpi.max_packets_udp);
+
+    f->proto = ndpi_detection_process_packet(
+        e->ndpi, f->nf, ip, (unsigned short)(iplen > 0xffff ? 0xffff : iplen), ts_us / 1000);
+    if (!enough && f->proto.app_protocol == NDPI_PROTOCOL_UNKNOWN)
+        return;
+    /* Like ndpiReader: wait for what nDPI still wants to see (certificates,
+     * DNS answers) unless the packet budget is spent. */
+    if (!enough && ndpi_extra_dissection_possible(e->ndpi, f->nf))
+        return;
+    ndpi_complete(f, 1);
+}
+
+/* --- TLS ClientHello -------------------------------------------------------- */
+
+static void hello_done(struct dpi_flow *f, int dir)
+{
+    f->kind[dir] = KIND_DONE;
+    sl_buf_free(&f->hello);
+}
+
+static void hello_feed(struct dpi_flow *f, int dir, const uint8_t *p, size_t n)
+{
+    struct dpi_hello h;
+    enum dpi_hello_status st;
+
+    if (f->hello.len == 0) {
+        /* Most hellos arrive in one segment: parse in place, copy only if not. */
+        st = dpi_hello_parse(p, n, &h);
+        if (st == DPI_HELLO_MORE) {
+            sl_buf_init(&f->hello, f->e->policy->limits.hello_bytes);
+            if (sl_buf_append(&f->hello, p, n) < n)
+                hello_done(f, dir);
+            return;
+        }
+    } else {
+        size_t got = sl_buf_append(&f->hello, p, n);
+        st = dpi_hello_parse(f->hello.data, f->hello.len, &h);
+        if (st == DPI_HELLO_MORE) {
+            if (got < n)
+                hello_done(f, dir); /* larger than the policy allows */
+            return;
+        }
+    }
+    hello_done(f, dir);
+    if (st != DPI_HELLO_OK)
+        return;
+
+    char version[16];
+    struct dpi_tls_facts tls = {
+        .sni = h.sni,
+        .version = dpi_tls_version_name(h.max_version, version, sizeof(version)),
+        .alpn = h.alpn,
+        .ja3_hash = h.ja3_hash,
+        .ja3_string = h.ja3_string,
+    };
+    struct dpi_event ev = {.type = DPI_EVENT_TLS, .tls = &tls};
+    f->app_proto = "tls";
+    f->tls_reported = 1;
+    /* The other direction is the server's: nothing for the hello parser. */
+    if (f->kind[!dir] == KIND_NONE || f->kind[!dir] == KIND_HELLO)
+        f->kind[!dir] = KIND_DONE;
+    emit(f, &ev);
+}
+
+/* --- HTTP ------------------------------------------------------------------- */
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src ? src : "");
+}
+
+static void http_facts(const struct http_msg *m, struct dpi_http_facts *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->method = m->method[0] ? m->method : NULL;
+    h->uri = m->uri[0] ? m->uri : NULL;
+    h->hostname = m->host[0] ? m->host : NULL;
+    h->user_agent = m->user_agent[0] ? m->user_agent : NULL;
+    h->content_type = m->content_type[0] ? m->content_type : NULL;
+    h->protocol = m->protocol;
+    h->status = m->status;
+}
+
+/* YARA over the kept part of a body; alerts carry the body facts so far. */
+static void scan_body(struct dpi_flow *f, struct http_msg *m, struct dpi_body_facts *bf)
+{
+    struct dpi_engine *e = f->e;
+    struct rules_match matches[RULES_MAX_MATCHES];
+    char err[160];
+    struct dpi_http_facts hf;
+
+    m->body.scanned = 1;
+    if (e->scanner == NULL || m->body.keep.len == 0)
+        return;
+    int n = rules_scan(e->scanner, m->body.keep.data, m->body.keep.len, matches, RULES_MAX_MATCHES,
+                       err, sizeof(err));
+    e->stats.scans++;
+    if (n < 0) {
+        e->stats.scan_errors++;
+        snprintf(m->problem, sizeof(m->problem), "scan failed: %s", err);
+        m->body.problem = m->problem;
+        if (bf)
+            bf->problem = m->problem;
+        return;
+    }
+    http_facts(m, &hf);
+    for (int i = 0; i < n && i < RULES_MAX_MATCHES; i++) {
+        struct dpi_alert_facts a = {matches[i].rule, matches[i].category, matches[i].severity,
+                                    e->policy->yara.action, "yara"};
+        raise_alert(f, &a, &hf, bf);
+    }
+}
+
+static void on_head(void *ctx, int dir, const struct http_head *h)
+{
+    struct dpi_flow *f = ctx;
+    struct http_msg *m = &f->http->msg[dir];
+    const char *method = h->method, *uri = h->uri, *host = h->host, *ua = h->user_agent;
+
+    if (!h->is_request && h->request) {
+        method = h->request->method;
+        uri = h->request->uri;
+        host = h->request->host;
+        ua = h->request->user_agent;
+    } else if (!h->is_request) {
+        method = uri = host = ua = NULL;
+    }
+    m->open = 1;
+    m->is_request = h->is_request;
+    m->status = h->is_request ? 0 : h->status;
+    copy_str(m->method, sizeof(m->method), method);
+    copy_str(m->uri, sizeof(m->uri), uri);
+    copy_str(m->host, sizeof(m->host), host);
+    copy_str(m->user_agent, sizeof(m->user_agent), ua);
+    copy_str(m->content_type, sizeof(m->content_type), h->content_type);
+    snprintf(m->protocol, sizeof(m->protocol), "HTTP/1.%d", h->version_minor);
+    m->problem[0] = '\0';
+    m->has_body = h->framing != HTTP_BODY_NONE;
+    if (m->has_body)
+        body_begin(f->e, &m->body, h->content_encoding, h->framing == HTTP_BODY_CHUNKED);
+    f->app_proto = "http";
+}
+
+static void on_body(void *ctx, int dir, const uint8_t *p, size_t n)
+{
+    struct dpi_flow *f = ctx;
+    struct http_msg *m = &f->http->msg[dir];
+
+    if (!m->open || !m->has_body)
+        return;
+    if (body_feed(f->e, &m->body, p, n) && !m->body.scanned) {
+        /* The kept part is full: scan it now, then free it, so a long
+         * download is decided early and does not hold memory. */
+        struct dpi_body_facts bf = {.to_server = m->is_request,
+                                    .size = m->body.size,
+                                    .chunked = m->body.chunked,
+                                    .state = DPI_BODY_CUT};
+        scan_body(f, m, &bf);
+        body_drop_kept(f->e, &m->body);
+    }
+}
+
+static void on_end(void *ctx, int dir, enum http_end how, const char *why)
+{
+    struct dpi_flow *f = ctx;
+    struct http_msg *m = &f->http->msg[dir];
+    struct dpi_http_facts hf;
+
+    if (!m->open)
+        return;
+    m->open = 0;
+    if (m->has_body) {
+        struct dpi_body_facts bf;
+        body_finish(f->e, &m->body, how == HTTP_END_OK ? DPI_BODY_COMPLETE : DPI_BODY_INCOMPLETE,
+                    &bf);
+        bf.to_server = m->is_request;
+        if (how != HTTP_END_OK && why && bf.problem == NULL) {
+            copy_str(m->problem, sizeof(m->problem), why);
+            bf.problem = m->problem;
+        }
+        /* An empty body is no file (Content-Length: 0, a bare last chunk):
+         * report the message as a body-less one. */
+        int empty = bf.state == DPI_BODY_COMPLETE && bf.size == 0;
+        if (!m->body.scanned && !empty)
+            scan_body(f, m, &bf);
+        http_facts(m, &hf);
+        struct dpi_event ev = {.type = DPI_EVENT_HTTP, .http = &hf, .body = empty ? NULL : &bf};
+        if (!empty || !m->is_request)
+            emit(f, &ev);
+        body_release(f->e, &m->body);
+    } else if (!m->is_request && m->status >= 200) {
+        http_facts(m, &hf);
+        struct dpi_event ev = {.type = DPI_EVENT_HTTP, .http = &hf};
+        emit(f, &ev);
+    }
+}
+
+static const struct http_callbacks http_cb = {on_head, on_body, on_end};
+
+static void http_release(struct dpi_flow *f)
+{
+    if (f->http == NULL)
+        return;
+    for (int d = 0; d < 2; d++)
+        if (f->http->msg[d].open && f->http->msg[d].has_body)
+            body_release(f->e, &f->http->msg[d].body);
+    http_parser_free(f->http->parser);
+    free(f->http);
+    f->http = NULL;
+}
+
+static void http_feed(struct dpi_flow *f, int dir, const uint8_t *p, size_t n)
+{
+    if (f->http == NULL) {
+        f->http = calloc(1, sizeof(*f->http));
+        if (f->http)
+            f->http->parser = http_parser_new(&http_cb, f);
+        if (f->http == NULL || f->http->parser == NULL) {
+            free(f->http);
+            f->http = NULL;
+            f->kind[0] = f->kind[1] = KIND_DONE;
+            return;
+        }
+    }
+    http_parser_feed(f->http->parser, dir, p, n);
+    if (!http_parser_active(f->http->parser, dir))
+        f->kind[dir] = KIND_DONE;
+    /* Neither direction can be HTTP any more: give the memory back. */
+    if (!http_parser_active(f->http->parser, 0) && !http_parser_active(f->http->parser, 1))
+        http_release(f);
+}
+
+/* --- streams ---------------------------------------------------------------- */
+
+enum dpi_verdict dpi_flow_stream(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
+                                 const uint8_t *data, size_t len, uint64_t ts_us)
+{
+    (void)e;
+    f->now = ts_us;
+    if (len == 0 || f->verdict == DPI_BLOCK)
+        return f->verdict;
+    if (f->kind[dir] == KIND_NONE)
+        f->kind[dir] = data[0] == 0x16 ? KIND_HELLO : KIND_HTTP;
+    if (f->kind[dir] == KIND_HELLO)
+        hello_feed(f, dir, data, len);
+    else if (f->kind[dir] == KIND_HTTP)
+        http_feed(f, dir, data, len);
+    return f->verdict;
+}
+
+void dpi_flow_gap(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir, uint64_t len,
+                  uint64_t ts_us)
+{
+    (void)e;
+    f->now = ts_us;
+    if (f->kind[dir] == KIND_HELLO) {
+        hello_done(f, dir);
+    } else if (f->kind[dir] == KIND_HTTP && f->http) {
+        http_parser_gap(f->http->parser, dir, len);
+        if (f->http && !http_parser_active(f->http->parser, dir))
+            f->kind[dir] = KIND_DONE;
+    } else if (f->kind[dir] == KIND_NONE) {
+        /* The start of the stream is missing: its first bytes cannot be
+         * trusted to tell what it is. */
+        f->kind[dir] = KIND_DONE;
+    }
+}
+
+enum dpi_verdict dpi_flow_stream_end(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
+                                     uint64_t ts_us)
+{
+    (void)e;
+    f->now = ts_us;
+    if (f->stream_ended[dir])
+        return f->verdict;
+    f->stream_ended[dir] = 1;
+    if (f->kind[dir] == KIND_HELLO)
+        hello_done(f, dir);
+    if (f->http)
+        http_parser_eof(f->http->parser, dir);
+    if (f->kind[dir] != KIND_DONE)
+        f->kind[dir] = KIND_DONE;
+    return f->verdict;
+}
+
+/* --- life cycle -------------------------------------------------------------- */
+
+struct dpi_flow *dpi_flow_new(struct dpi_engine *e, const struct dpi_flow_meta *meta)
+{
+    struct dpi_flow *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
+    f->nf = ndpi_flow_malloc(ndpi_detection_get_sizeof_ndpi_flow_struct());
+    if (f->nf == NULL) {
+        free(f);
+        return NULL;
+    }
+    memset(f->nf, 0, ndpi_detection_get_sizeof_ndpi_flow_struct());
+    f->meta = *meta;
+    f->e = e;
+    f->ndpi.confidence = "Unknown";
+    f->ndpi.proto = "Unknown";
+    f->ndpi.proto_id = "0";
+    f->ndpi.category = "Unspecified";
+    sl_buf_init(&f->hello, 0);
+    e->stats.flows++;
+    return f;
+}
+
+/* Suricata-style app_proto: what the parsers saw, else nDPI's master name. */
+static const char *app_proto(struct dpi_flow *f, char *buf, size_t len)
+{
+    if (f->app_proto)
+        return f->app_proto;
+    if (f->proto.master_protocol == NDPI_PROTOCOL_UNKNOWN &&
+        f->proto.app_protocol == NDPI_PROTOCOL_UNKNOWN)
+        return "failed";
+    snprintf(buf, len, "%s", f->proto_name);
+    for (char *c = buf; *c; c++) {
+        if (*c == '.') {
+            *c = '\0';
+            break;
+        }
+        *c = (char)tolower((unsigned char)*c);
+    }
+    return buf;
+}
+
+void dpi_flow_end(struct dpi_engine *e, struct dpi_flow *f, uint64_t ts_us)
+{
+    char proto_buf[64];
+
+    (void)e;
+    if (f->ended)
+        return;
+    f->ended = 1;
+    f->now = ts_us;
+    if (!f->ndpi_done && f->nf)
+        ndpi_complete(f, 1);
+    for (int d = 0; d < 2; d++)
+        dpi_flow_stream_end(e, f, (enum dpi_dir)d, ts_us);
+    http_release(f);
+    report_ndpi_tls(f);
+
+    const char *ap = app_proto(f, proto_buf, sizeof(proto_buf));
+    struct dpi_event ev = {.type = DPI_EVENT_FLOW};
+    f->app_proto = ap;
+    emit(f, &ev);
+}
+
+void dpi_flow_free(struct dpi_engine *e, struct dpi_flow *f)
+{
+    (void)e;
+    if (f == NULL)
+        return;
+    if (f->nf)
+        ndpi_flow_free(f->nf);
+    http_release(f);
+    sl_buf_free(&f->hello);
+    free(f->ndpi_tls);
+    free(f);
+}
+
+int dpi_flow_wants_more(const struct dpi_flow *f)
+{
+    if (!f->ndpi_done)
+        return 1;
+    if (f->verdict == DPI_BLOCK || f->meta.l4proto != IPPROTO_TCP)
+        return 0;
+    if (f->kind[0] == KIND_NONE && f->kind[1] == KIND_NONE)
+        return 1;
+    for (int d = 0; d < 2; d++) {
+        if (f->kind[d] == KIND_HELLO)
+            return 1;
+        if (f->kind[d] == KIND_HTTP && f->http && http_parser_active(f->http->parser, d))
+            return 1;
+    }
+    return 0;
+}
+
+enum dpi_verdict dpi_flow_verdict(const struct dpi_flow *f)
+{
+    return f->verdict;
+}
+
+const struct dpi_ndpi_facts *dpi_flow_ndpi(const struct dpi_flow *f)
+{
+    return &f->ndpi;
+}
+
+const struct dpi_flow_meta *dpi_flow_meta(const struct dpi_flow *f)
+{
+    return &f->meta;
+}

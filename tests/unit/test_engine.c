@@ -1,0 +1,435 @@
+/*
+ * The engine on buffers: HTTP conversations in, events and verdicts out.
+ * What matters to a user: EICAR is found however the body is encoded or cut
+ * into pieces, the verdict turns to block on exactly the bytes that complete
+ * a malicious body (so the inline feeder holds that packet), clean bodies are
+ * hashed like the file they are, and limits are reported.
+ */
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "check.h"
+#include "dpi.h"
+
+static const char eicar[] = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+#define MAX_EVENTS 32
+
+struct seen {
+    int n;
+    enum dpi_event_type type[MAX_EVENTS];
+    char sig[MAX_EVENTS][128];
+    char sha[MAX_EVENTS][65];
+    char url[MAX_EVENTS][128];
+    char sni[MAX_EVENTS][128];
+    uint64_t size[MAX_EVENTS];
+    int state[MAX_EVENTS];
+    int to_server[MAX_EVENTS];
+    char proto[MAX_EVENTS][64];
+};
+
+static void on_event(void *ctx, const struct dpi_event *ev)
+{
+    struct seen *s = ctx;
+    if (s->n >= MAX_EVENTS)
+        return;
+    int i = s->n++;
+    memset(s->sig[i], 0, sizeof(s->sig[i]));
+    s->sha[i][0] = s->url[i][0] = s->sni[i][0] = '\0';
+    s->type[i] = ev->type;
+    snprintf(s->proto[i], sizeof(s->proto[i]), "%s", ev->ndpi->proto);
+    if (ev->alert)
+        snprintf(s->sig[i], sizeof(s->sig[i]), "%s", ev->alert->signature);
+    if (ev->body) {
+        snprintf(s->sha[i], sizeof(s->sha[i]), "%s", ev->body->sha256);
+        s->size[i] = ev->body->size;
+        s->state[i] = ev->body->state;
+        s->to_server[i] = ev->body->to_server;
+    }
+    if (ev->http && ev->http->uri)
+        snprintf(s->url[i], sizeof(s->url[i]), "%s", ev->http->uri);
+    if (ev->tls)
+        snprintf(s->sni[i], sizeof(s->sni[i]), "%s", ev->tls->sni);
+}
+
+static int count(const struct seen *s, enum dpi_event_type t)
+{
+    int n = 0;
+    for (int i = 0; i < s->n; i++)
+        n += s->type[i] == t;
+    return n;
+}
+
+static int find(const struct seen *s, enum dpi_event_type t)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->type[i] == t)
+            return i;
+    return -1;
+}
+
+static void sha256_hex(const void *p, size_t n, char out[65])
+{
+    unsigned char md[32];
+    unsigned len;
+    EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static struct rules_policy *policy_from(const char *yaml)
+{
+    char err[RULES_ERRLEN];
+    struct rules_policy *p =
+        rules_policy_parse("test.yaml", yaml, strlen(yaml), 1, err, sizeof(err));
+    if (p == NULL)
+        fprintf(stderr, "policy: %s\n", err);
+    return p;
+}
+
+struct conv {
+    struct rules_policy *policy;
+    struct dpi_engine *e;
+    struct dpi_flow *f;
+    struct seen seen;
+};
+
+static void conv_open(struct conv *c, const char *yaml)
+{
+    char err[256];
+    struct dpi_flow_meta meta = {
+        .flow_id = 1, .family = 4, .l4proto = 6, .sport = 40000, .dport = 80};
+    memset(&c->seen, 0, sizeof(c->seen));
+    c->policy = policy_from(yaml);
+    c->e = dpi_engine_new(c->policy, on_event, &c->seen, err, sizeof(err));
+    if (c->e == NULL)
+        fprintf(stderr, "engine: %s\n", err);
+    c->f = dpi_flow_new(c->e, &meta);
+}
+
+static enum dpi_verdict send(struct conv *c, enum dpi_dir d, const void *p, size_t n)
+{
+    return dpi_flow_stream(c->e, c->f, d, p, n, 1000000);
+}
+
+static void conv_close(struct conv *c)
+{
+    dpi_flow_end(c->e, c->f, 2000000);
+    dpi_flow_free(c->e, c->f);
+    dpi_engine_free(c->e);
+    rules_policy_unref(c->policy);
+}
+
+static void get(struct conv *c, const char *url)
+{
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: example.org\r\n\r\n", url);
+    send(c, DPI_DIR_FWD, req, (size_t)n);
+}
+
+static size_t response(char *out, size_t cap, const char *headers, const void *body, size_t n)
+{
+    size_t h = (size_t)snprintf(out, cap, "HTTP/1.1 200 OK\r\n%s\r\n", headers);
+    memcpy(out + h, body, n);
+    return h + n;
+}
+
+/* The body's last byte flips the verdict, not an earlier one. */
+static void test_eicar_verdict_on_last_byte(void)
+{
+    struct conv c;
+    char buf[512];
+
+    conv_open(&c, "");
+    get(&c, "/eicar.com");
+    size_t n = response(buf, sizeof(buf), "Content-Length: 68\r\n", eicar, 68);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, buf, n - 1), DPI_PASS);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 0);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, buf + n - 1, 1), DPI_BLOCK);
+    int a = find(&c.seen, DPI_EVENT_ALERT);
+    CHECK(a >= 0);
+    if (a >= 0) {
+        CHECK_EQ_STR(c.seen.sig[a], "EICAR_Test_File");
+        CHECK_EQ_STR(c.seen.url[a], "/eicar.com");
+    }
+    CHECK_EQ_INT(dpi_flow_verdict(c.f), DPI_BLOCK);
+    conv_close(&c);
+}
+
+static void test_audit_policy_does_not_block(void)
+{
+    struct conv c;
+    char buf[512];
+
+    conv_open(&c, "yara:\n  action: alert\n");
+    get(&c, "/eicar.com");
+    size_t n = response(buf, sizeof(buf), "Content-Length: 68\r\n", eicar, 68);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, buf, n), DPI_PASS);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+    conv_close(&c);
+}
+
+static size_t gzip_bytes(const void *in, size_t n, uint8_t *out, size_t cap, int wbits)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    deflateInit2(&z, 9, Z_DEFLATED, wbits, 8, Z_DEFAULT_STRATEGY);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    deflate(&z, Z_FINISH);
+    size_t len = cap - z.avail_out;
+    deflateEnd(&z);
+    return len;
+}
+
+static void test_encoded_bodies(void)
+{
+    static const struct {
+        const char *name, *encoding;
+        int wbits;
+        int chunked;
+    } cases[] = {
+        {"gzip", "gzip", 15 + 16, 0},       {"x-gzip", "x-gzip", 15 + 16, 1},
+        {"zlib deflate", "deflate", 15, 0}, {"raw deflate", "deflate", -15, 1},
+        {"identity chunked", NULL, 0, 1},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct conv c;
+        uint8_t body[4096], wire[8192];
+        char head[256], ref[65];
+        size_t blen, wlen = 0;
+
+        /* EICAR in the middle of a larger text, so it spans chunks and feeds */
+        char plain[2048];
+        memset(plain, 'a', sizeof(plain));
+        memcpy(plain + 1000, eicar, 68);
+        blen = cases[k].encoding
+                   ? gzip_bytes(plain, sizeof(plain), body, sizeof(body), cases[k].wbits)
+                   : (memcpy(body, plain, sizeof(plain)), sizeof(plain));
+        if (cases[k].chunked) {
+            for (size_t i = 0; i < blen; i += 37) {
+                size_t piece = blen - i < 37 ? blen - i : 37;
+                wlen += (size_t)sprintf((char *)wire + wlen, "%zx\r\n", piece);
+                memcpy(wire + wlen, body + i, piece);
+                wlen += piece;
+                memcpy(wire + wlen, "\r\n", 2);
+                wlen += 2;
+            }
+            memcpy(wire + wlen, "0\r\n\r\n", 5);
+            wlen += 5;
+        } else {
+            memcpy(wire, body, blen);
+            wlen = blen;
+        }
+        int h = 0;
+        if (cases[k].encoding)
+            h += snprintf(head + h, sizeof(head) - (size_t)h, "Content-Encoding: %s\r\n",
+                          cases[k].encoding);
+        if (cases[k].chunked)
+            h += snprintf(head + h, sizeof(head) - (size_t)h, "Transfer-Encoding: chunked\r\n");
+        else
+            h += snprintf(head + h, sizeof(head) - (size_t)h, "Content-Length: %zu\r\n", wlen);
+
+        conv_open(&c, "");
+        get(&c, "/x");
+        char start[512];
+        int sl = snprintf(start, sizeof(start), "HTTP/1.1 200 OK\r\n%s\r\n", head);
+        send(&c, DPI_DIR_REV, start, (size_t)sl);
+        /* odd-sized feeds, as segments would cut them */
+        for (size_t i = 0; i < wlen; i += 13)
+            send(&c, DPI_DIR_REV, wire + i, wlen - i < 13 ? wlen - i : 13);
+        int a = find(&c.seen, DPI_EVENT_ALERT);
+        if (a < 0)
+            fprintf(stderr, "case %s: no alert\n", cases[k].name);
+        CHECK(a >= 0);
+        int hev = find(&c.seen, DPI_EVENT_HTTP);
+        sha256_hex(plain, sizeof(plain), ref);
+        CHECK(hev >= 0);
+        if (hev >= 0) {
+            CHECK_EQ_STR(c.seen.sha[hev], ref);
+            CHECK_EQ_INT(c.seen.size[hev], sizeof(plain));
+            CHECK_EQ_INT(c.seen.state[hev], DPI_BODY_COMPLETE);
+        }
+        conv_close(&c);
+    }
+}
+
+static void test_upload(void)
+{
+    struct conv c;
+    char req[512];
+
+    conv_open(&c, "");
+    int n =
+        snprintf(req, sizeof(req),
+                 "POST /up HTTP/1.1\r\nHost: example.org\r\nContent-Length: 68\r\n\r\n%s", eicar);
+    CHECK_EQ_INT(send(&c, DPI_DIR_FWD, req, (size_t)n), DPI_BLOCK);
+    int a = find(&c.seen, DPI_EVENT_ALERT);
+    CHECK(a >= 0 && c.seen.to_server[a] == 1);
+    conv_close(&c);
+}
+
+static void test_limits(void)
+{
+    struct conv c;
+    static char big[20000];
+    char head[128];
+
+    /* EICAR after the body limit: not scanned, the cut is reported */
+    memset(big, 'b', sizeof(big));
+    memcpy(big + 10000, eicar, 68);
+    conv_open(&c, "limits:\n  body: 4KiB\n");
+    get(&c, "/big");
+    int h =
+        snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof(big));
+    send(&c, DPI_DIR_REV, head, (size_t)h);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, big, sizeof(big)), DPI_PASS);
+    int e = find(&c.seen, DPI_EVENT_HTTP);
+    CHECK(e >= 0 && c.seen.state[e] == DPI_BODY_CUT && c.seen.size[e] == sizeof(big));
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 0);
+    conv_close(&c);
+
+    /* a gap inside the body: reported incomplete */
+    conv_open(&c, "");
+    get(&c, "/gap");
+    send(&c, DPI_DIR_REV, head, (size_t)h);
+    send(&c, DPI_DIR_REV, big, 1000);
+    dpi_flow_gap(c.e, c.f, DPI_DIR_REV, 1000, 1000000);
+    send(&c, DPI_DIR_REV, big + 2000, sizeof(big) - 2000);
+    e = find(&c.seen, DPI_EVENT_HTTP);
+    CHECK(e >= 0 && c.seen.state[e] == DPI_BODY_INCOMPLETE);
+    conv_close(&c);
+
+    /* the stream ends mid-body: reported incomplete at flow end */
+    conv_open(&c, "");
+    get(&c, "/short");
+    send(&c, DPI_DIR_REV, head, (size_t)h);
+    send(&c, DPI_DIR_REV, big, 100);
+    conv_close(&c);
+}
+
+static void test_memory_total(void)
+{
+    char err[256];
+    struct seen seen = {0};
+    struct rules_policy *p = policy_from("limits:\n  body: 1MiB\n  bodies_total: 1MiB\n");
+    struct dpi_engine *e = dpi_engine_new(p, on_event, &seen, err, sizeof(err));
+    struct dpi_flow_meta meta = {.flow_id = 1, .family = 4, .l4proto = 6};
+    struct dpi_flow *f[3];
+    static char chunk[600 * 1024];
+    char head[128];
+    int h = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 1 << 20);
+    struct dpi_engine_stats st;
+
+    for (int i = 0; i < 3; i++) {
+        f[i] = dpi_flow_new(e, &meta);
+        dpi_flow_stream(e, f[i], DPI_DIR_FWD, (const uint8_t *)"GET / HTTP/1.1\r\n\r\n", 18, 1);
+        dpi_flow_stream(e, f[i], DPI_DIR_REV, (const uint8_t *)head, (size_t)h, 1);
+        dpi_flow_stream(e, f[i], DPI_DIR_REV, (const uint8_t *)chunk, sizeof(chunk), 1);
+        dpi_engine_stats(e, &st);
+        CHECK(st.body_bytes_held <= (1u << 20));
+    }
+    for (int i = 0; i < 3; i++) {
+        dpi_flow_end(e, f[i], 2);
+        dpi_flow_free(e, f[i]);
+    }
+    dpi_engine_stats(e, &st);
+    CHECK_EQ_INT(st.body_bytes_held, 0);
+    dpi_engine_free(e);
+    rules_policy_unref(p);
+}
+
+/* A minimal TLS 1.2 ClientHello with server_name sni; returns its length. */
+static size_t build_hello(uint8_t *out, const char *sni)
+{
+    size_t n = strlen(sni), ext = 4 + 5 + n, body = 2 + 32 + 1 + 4 + 2 + 2 + ext, i = 0;
+
+    out[i++] = 0x16, out[i++] = 0x03, out[i++] = 0x01;
+    out[i++] = (uint8_t)((body + 4) >> 8), out[i++] = (uint8_t)(body + 4);
+    out[i++] = 0x01, out[i++] = 0, out[i++] = (uint8_t)(body >> 8), out[i++] = (uint8_t)body;
+    out[i++] = 0x03, out[i++] = 0x03;
+    memset(out + i, 0x11, 32), i += 32;                           /* random */
+    out[i++] = 0;                                                 /* session id */
+    out[i++] = 0, out[i++] = 2, out[i++] = 0xc0, out[i++] = 0x2f; /* one suite */
+    out[i++] = 1, out[i++] = 0;                                   /* null compression */
+    out[i++] = (uint8_t)(ext >> 8), out[i++] = (uint8_t)ext;
+    out[i++] = 0, out[i++] = 0; /* server_name */
+    out[i++] = (uint8_t)((5 + n) >> 8), out[i++] = (uint8_t)(5 + n);
+    out[i++] = (uint8_t)((3 + n) >> 8), out[i++] = (uint8_t)(3 + n);
+    out[i++] = 0, out[i++] = (uint8_t)(n >> 8), out[i++] = (uint8_t)n;
+    memcpy(out + i, sni, n);
+    return i + n;
+}
+
+static void test_tls_hello(void)
+{
+    struct conv c;
+    uint8_t hello[128];
+    size_t n = build_hello(hello, "a.example");
+
+    conv_open(&c, "");
+    /* three pieces, as three segments */
+    send(&c, DPI_DIR_FWD, hello, 3);
+    send(&c, DPI_DIR_FWD, hello + 3, 30);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_TLS), 0);
+    send(&c, DPI_DIR_FWD, hello + 33, n - 33);
+    int t = find(&c.seen, DPI_EVENT_TLS);
+    CHECK(t >= 0);
+    if (t >= 0)
+        CHECK_EQ_STR(c.seen.sni[t], "a.example");
+    conv_close(&c);
+}
+
+static void test_not_http(void)
+{
+    struct conv c;
+    conv_open(&c, "");
+    send(&c, DPI_DIR_FWD, "SSH-2.0-OpenSSH_9.2\r\n", 21);
+    send(&c, DPI_DIR_REV, "SSH-2.0-OpenSSH_9.2\r\n", 21);
+    conv_close(&c);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_HTTP), 0);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_FLOW), 1);
+}
+
+/* nDPI sees packets: an HTTP GET in one IPv4 packet is classified HTTP. */
+static void test_ndpi_packets(void)
+{
+    struct conv c;
+    uint8_t pkt[200];
+    const char *get_req = "GET / HTTP/1.1\r\nHost: example.org\r\nUser-Agent: curl/7.88\r\n\r\n";
+    size_t plen = strlen(get_req), len = 40 + plen;
+
+    memset(pkt, 0, sizeof(pkt));
+    pkt[0] = 0x45;
+    pkt[2] = (uint8_t)(len >> 8), pkt[3] = (uint8_t)len;
+    pkt[8] = 64, pkt[9] = 6;
+    memcpy(pkt + 12, "\x0a\x00\x00\x01\x0a\x00\x00\x02", 8);
+    pkt[20] = 0x9c, pkt[21] = 0x40, pkt[22] = 0x00, pkt[23] = 80;
+    pkt[32] = 0x50, pkt[33] = 0x18;
+    memcpy(pkt + 40, get_req, plen);
+    conv_open(&c, "");
+    dpi_flow_packet(c.e, c.f, DPI_DIR_FWD, pkt, len, 1000);
+    conv_close(&c);
+    int f = find(&c.seen, DPI_EVENT_FLOW);
+    CHECK(f >= 0);
+    if (f >= 0)
+        CHECK_EQ_STR(c.seen.proto[f], "HTTP");
+}
+
+int main(void)
+{
+    test_eicar_verdict_on_last_byte();
+    test_audit_policy_does_not_block();
+    test_encoded_bodies();
+    test_upload();
+    test_limits();
+    test_memory_total();
+    test_tls_hello();
+    test_not_http();
+    test_ndpi_packets();
+    CHECK_DONE();
+}

@@ -32,8 +32,10 @@
 struct reasm_pool {
     uint64_t limit_total; /* bytes held out of order, all streams */
     uint64_t limit_stream;
-    uint64_t held;        /* current total */
+    uint64_t held;                                         /* current total */
     uint64_t gaps, gap_bytes, overlaps, overlap_conflicts; /* counters */
+    uint64_t invalid; /* segments ignored: far outside the window, a SYN with
+                       * another ISN, data or a FIN contradicting a known FIN */
 };
 
 /* What a stream produces, in order. */
@@ -46,15 +48,17 @@ struct reasm_sink {
 struct reasm_seg; /* held out-of-order segment (opaque) */
 
 struct reasm_stream {
-    uint32_t next_seq;    /* next byte to deliver (valid once started) */
+    uint32_t next_seq; /* next byte to deliver (valid once started) */
     uint32_t isn;
-    uint64_t delivered;   /* bytes delivered (data + gaps) */
-    uint32_t fin_seq;     /* sequence number of the FIN (valid if fin_seen) */
-    uint8_t started;      /* next_seq is known (SYN or first data seen) */
+    uint64_t delivered; /* bytes delivered (data + gaps) */
+    uint32_t fin_seq;   /* sequence number of the FIN (valid if fin_seen) */
+    uint8_t started;    /* next_seq is known (SYN or first data seen) */
     uint8_t fin_seen;
-    uint8_t ended;        /* end was delivered: later segments are ignored */
+    uint8_t ended;          /* end was delivered: later segments are ignored */
     struct reasm_seg *segs; /* held segments, sorted by sequence number */
-    uint64_t held;        /* bytes held by this stream */
+    struct reasm_seg *tail; /* last of segs: appends behind one hole are O(1) */
+    struct reasm_seg *tree; /* the same segments, searchable by position */
+    uint64_t held;          /* bytes held by this stream */
 };
 
 void reasm_pool_init(struct reasm_pool *pool, uint64_t limit_total, uint64_t limit_stream);
@@ -67,9 +71,8 @@ void reasm_stream_init(struct reasm_stream *s);
  * (mid-flow pickup). Returns the number of payload bytes that were new (0 for
  * a pure retransmission).
  */
-size_t reasm_segment(struct reasm_pool *pool, struct reasm_stream *s, uint32_t seq,
-                     uint8_t flags, const uint8_t *payload, size_t len,
-                     const struct reasm_sink *sink, void *ctx);
+size_t reasm_segment(struct reasm_pool *pool, struct reasm_stream *s, uint32_t seq, uint8_t flags,
+                     const uint8_t *payload, size_t len, const struct reasm_sink *sink, void *ctx);
 
 /* The peer acknowledged up to ack (the next byte it expects from this
  * stream). Bytes before ack that never arrived are a gap: report it and

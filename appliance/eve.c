@@ -1,0 +1,296 @@
+#include "eve.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void format_time(char *buf, size_t len, uint64_t ts_us)
+{
+    time_t secs = (time_t)(ts_us / 1000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%06u+0000", (unsigned)(ts_us % 1000000));
+}
+
+static void format_addr(char *buf, size_t len, int family, const uint8_t *a)
+{
+    if (inet_ntop(family == 6 ? AF_INET6 : AF_INET, a, buf, (socklen_t)len) == NULL)
+        snprintf(buf, len, "?");
+}
+
+static const char *proto_name(uint8_t p, char *buf, size_t len)
+{
+    switch (p) {
+    case IPPROTO_TCP:
+        return "TCP";
+    case IPPROTO_UDP:
+        return "UDP";
+    case IPPROTO_ICMP:
+        return "ICMP";
+    case IPPROTO_ICMPV6:
+        return "IPv6-ICMP";
+    case IPPROTO_SCTP:
+        return "SCTP";
+    case IPPROTO_GRE:
+        return "GRE";
+    case IPPROTO_IGMP:
+        return "IGMP";
+    case IPPROTO_ESP:
+        return "ESP";
+    case IPPROTO_AH:
+        return "AH";
+    case 112:
+        return "VRRP";
+    default:
+        snprintf(buf, len, "%u", p);
+        return buf;
+    }
+}
+
+static const char *event_type(enum dpi_event_type t)
+{
+    switch (t) {
+    case DPI_EVENT_FLOW:
+        return "flow";
+    case DPI_EVENT_HTTP:
+        return "http";
+    case DPI_EVENT_TLS:
+        return "tls";
+    case DPI_EVENT_ALERT:
+        return "alert";
+    }
+    return "unknown";
+}
+
+static void format_ndpi(struct json *j, const struct dpi_ndpi_facts *n)
+{
+    json_object_begin(j, "ndpi");
+    json_string(j, "proto", n->proto);
+    json_string(j, "proto_id", n->proto_id);
+    json_string(j, "category", n->category);
+    json_string(j, "confidence", n->confidence);
+    if (n->guessed)
+        json_bool(j, "guessed", 1);
+    json_array_begin(j, "risks");
+    for (unsigned bit = 1; bit < 64; bit++)
+        if (n->risks & (1ULL << bit)) {
+            const char *name = dpi_risk_name(bit);
+            if (name)
+                json_string(j, NULL, name);
+        }
+    json_array_end(j);
+    json_object_end(j);
+}
+
+static void format_http(struct json *j, const struct dpi_http_facts *h)
+{
+    json_object_begin(j, "http");
+    if (h->hostname)
+        json_string(j, "hostname", h->hostname);
+    if (h->uri)
+        json_string(j, "url", h->uri);
+    if (h->method)
+        json_string(j, "http_method", h->method);
+    if (h->protocol)
+        json_string(j, "protocol", h->protocol);
+    if (h->status)
+        json_uint(j, "status", (uint64_t)h->status);
+    if (h->user_agent)
+        json_string(j, "http_user_agent", h->user_agent);
+    if (h->content_type)
+        json_string(j, "http_content_type", h->content_type);
+    json_object_end(j);
+}
+
+static void format_fileinfo(struct json *j, const struct dpi_body_facts *b)
+{
+    static const char *states[] = {"CLOSED", "CUT", "TRUNCATED"};
+    json_object_begin(j, "fileinfo");
+    if (b->sha256[0])
+        json_string(j, "sha256", b->sha256);
+    json_uint(j, "size", b->size);
+    json_string(j, "state", states[b->state]);
+    json_string(j, "direction", b->to_server ? "to_server" : "to_client");
+    if (b->encoding)
+        json_string(j, "encoding", b->encoding);
+    if (b->chunked)
+        json_bool(j, "chunked", 1);
+    if (b->problem)
+        json_string(j, "problem", b->problem);
+    json_object_end(j);
+}
+
+static void format_tls(struct json *j, const struct dpi_tls_facts *t)
+{
+    json_object_begin(j, "tls");
+    if (t->sni && t->sni[0])
+        json_string(j, "sni", t->sni);
+    json_string(j, "version", t->version);
+    if (t->alpn && t->alpn[0])
+        json_string(j, "alpn", t->alpn);
+    json_object_begin(j, "ja3");
+    json_string(j, "hash", t->ja3_hash);
+    if (t->ja3_string) /* absent when the facts come from nDPI (QUIC, DTLS) */
+        json_string(j, "string", t->ja3_string);
+    json_object_end(j);
+    json_object_end(j);
+}
+
+static void format_alert(struct json *j, const struct dpi_alert_facts *a, enum eve_mode mode)
+{
+    int block = a->action == RULES_ACTION_BLOCK;
+    json_object_begin(j, "alert");
+    json_string(j, "action", block && mode == EVE_ENFORCE ? "blocked" : "allowed");
+    if (block && mode != EVE_ENFORCE)
+        json_bool(j, "would_block", 1);
+    json_string(j, "signature", a->signature);
+    json_string(j, "category", a->category);
+    json_uint(j, "severity", (uint64_t)a->severity);
+    json_string(j, "source", a->source);
+    json_object_end(j);
+}
+
+static void format_flow(struct json *j, const struct dpi_flow_stats *s)
+{
+    char ts[40];
+    json_object_begin(j, "flow");
+    json_uint(j, "pkts_toserver", s->pkts[DPI_DIR_FWD]);
+    json_uint(j, "pkts_toclient", s->pkts[DPI_DIR_REV]);
+    json_uint(j, "bytes_toserver", s->bytes[DPI_DIR_FWD]);
+    json_uint(j, "bytes_toclient", s->bytes[DPI_DIR_REV]);
+    format_time(ts, sizeof(ts), s->first_us);
+    json_string(j, "start", ts);
+    format_time(ts, sizeof(ts), s->last_us);
+    json_string(j, "end", ts);
+    json_object_end(j);
+}
+
+void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode)
+{
+    const struct dpi_flow_meta *m = ev->meta;
+    char buf[64];
+
+    json_reset(j);
+    json_object_begin(j, NULL);
+    format_time(buf, sizeof(buf), ev->ts_us);
+    json_string(j, "timestamp", buf);
+    json_uint(j, "flow_id", m->flow_id);
+    json_string(j, "event_type", event_type(ev->type));
+    format_addr(buf, sizeof(buf), m->family, m->src);
+    json_string(j, "src_ip", buf);
+    json_uint(j, "src_port", m->sport);
+    format_addr(buf, sizeof(buf), m->family, m->dst);
+    json_string(j, "dest_ip", buf);
+    json_uint(j, "dest_port", m->dport);
+    json_string(j, "proto", proto_name(m->l4proto, buf, sizeof(buf)));
+    if (m->vlan) {
+        json_array_begin(j, "vlan");
+        json_uint(j, NULL, m->vlan);
+        json_array_end(j);
+    }
+    if (m->tunnel)
+        json_string(j, "tunnel", m->tunnel);
+    if (ev->app_proto)
+        json_string(j, "app_proto", ev->app_proto);
+    if (ev->alert)
+        format_alert(j, ev->alert, mode);
+    if (ev->http)
+        format_http(j, ev->http);
+    if (ev->body)
+        format_fileinfo(j, ev->body);
+    if (ev->tls)
+        format_tls(j, ev->tls);
+    if (ev->type == DPI_EVENT_FLOW)
+        format_flow(j, ev->stats);
+    if (ev->ndpi)
+        format_ndpi(j, ev->ndpi);
+    json_object_end(j);
+}
+
+/* mkdir -p of the folder holding path. */
+static int make_parent(const char *path)
+{
+    char *copy = strdup(path);
+    if (copy == NULL)
+        return -1;
+    char *dir = dirname(copy);
+    int rc = 0;
+    if (strcmp(dir, ".") != 0 && strcmp(dir, "/") != 0 && access(dir, F_OK) != 0) {
+        if (make_parent(dir) != 0 || (mkdir(dir, 0750) != 0 && errno != EEXIST))
+            rc = -1;
+    }
+    free(copy);
+    return rc;
+}
+
+struct eve *eve_open(const char *path, char *err, size_t errlen)
+{
+    struct eve *ev = calloc(1, sizeof(*ev));
+    if (ev == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    json_init(&ev->j);
+    ev->path = strdup(path);
+    if (strcmp(path, "-") == 0) {
+        ev->fp = stdout;
+        ev->is_stdout = 1;
+        return ev;
+    }
+    if (make_parent(path) != 0) {
+        snprintf(err, errlen, "%s: cannot create its folder: %s", path, strerror(errno));
+        goto fail;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0 || (ev->fp = fdopen(fd, "a")) == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto fail;
+    }
+    return ev;
+fail:
+    free(ev->path);
+    free(ev);
+    return NULL;
+}
+
+int eve_write(struct eve *ev, const struct dpi_event *e, enum eve_mode mode)
+{
+    eve_format(&ev->j, e, mode);
+    if (ev->j.failed || fwrite(ev->j.buf, 1, ev->j.len, ev->fp) != ev->j.len ||
+        fputc('\n', ev->fp) == EOF) {
+        ev->failed++;
+        return -1;
+    }
+    ev->written++;
+    return 0;
+}
+
+int eve_flush(struct eve *ev)
+{
+    return fflush(ev->fp) == 0 ? 0 : -1;
+}
+
+void eve_close(struct eve *ev)
+{
+    if (ev == NULL)
+        return;
+    if (ev->fp) {
+        if (ev->is_stdout)
+            fflush(ev->fp);
+        else
+            fclose(ev->fp);
+    }
+    json_free(&ev->j);
+    free(ev->path);
+    free(ev);
+}

@@ -1,0 +1,37 @@
+/*
+ * The event log: one JSON object per line, with Suricata eve.json field
+ * names where one exists (timestamp, flow_id, event_type, src_ip, ...,
+ * http, tls, fileinfo, alert) plus sluice's own (ndpi, container).
+ */
+#ifndef SL_EVE_H
+#define SL_EVE_H
+
+#include <stdio.h>
+
+#include "dpi.h"
+#include "json.h"
+
+/* How an event's alerts were acted on. */
+enum eve_mode {
+    EVE_AUDIT = 0, /* nothing is blocked: alerts say what would have been */
+    EVE_ENFORCE,   /* a "block" alert was enforced */
+};
+
+struct eve {
+    FILE *fp;
+    int is_stdout;
+    char *path;
+    struct json j;
+    uint64_t written, failed;
+};
+
+/* path "-" is stdout. Creates the parent folder if missing. */
+struct eve *eve_open(const char *path, char *err, size_t errlen);
+void eve_close(struct eve *ev);
+/* Formats one event into j (reset first). */
+void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode);
+/* Formats and writes one line; -1 if the write failed (counted). */
+int eve_write(struct eve *ev, const struct dpi_event *e, enum eve_mode mode);
+int eve_flush(struct eve *ev);
+
+#endif

@@ -112,7 +112,7 @@ static void format_http(struct json *j, const struct dpi_http_facts *h)
 
 static void format_fileinfo(struct json *j, const struct dpi_body_facts *b)
 {
-    static const char *states[] = {"CLOSED", "CUT", "TRUNCATED"};
+    static const char *states[] = {"CLOSED", "CUT", "TRUNCATED", "OPEN"};
     json_object_begin(j, "fileinfo");
     if (b->sha256[0])
         json_string(j, "sha256", b->sha256);
@@ -173,7 +173,21 @@ static void format_flow(struct json *j, const struct dpi_flow_stats *s)
     json_object_end(j);
 }
 
-void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode)
+static void format_container(struct json *j, const struct sl_container *c)
+{
+    json_object_begin(j, "container");
+    json_string(j, "id", c->id);
+    if (c->name[0])
+        json_string(j, "name", c->name);
+    if (c->image[0])
+        json_string(j, "image", c->image);
+    if (c->network[0])
+        json_string(j, "network", c->network);
+    json_object_end(j);
+}
+
+void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode,
+                const struct sl_container *container)
 {
     const struct dpi_flow_meta *m = ev->meta;
     char buf[64];
@@ -200,6 +214,8 @@ void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode)
         json_string(j, "tunnel", m->tunnel);
     if (ev->app_proto)
         json_string(j, "app_proto", ev->app_proto);
+    if (container && container->id[0])
+        format_container(j, container);
     if (ev->alert)
         format_alert(j, ev->alert, mode);
     if (ev->http)
@@ -265,9 +281,17 @@ fail:
 
 int eve_write(struct eve *ev, const struct dpi_event *e, enum eve_mode mode)
 {
-    eve_format(&ev->j, e, mode);
-    if (ev->j.failed || fwrite(ev->j.buf, 1, ev->j.len, ev->fp) != ev->j.len ||
-        fputc('\n', ev->fp) == EOF) {
+    eve_format(&ev->j, e, mode, NULL);
+    if (ev->j.failed) {
+        ev->failed++;
+        return -1;
+    }
+    return eve_write_line(ev, ev->j.buf, ev->j.len);
+}
+
+int eve_write_line(struct eve *ev, const char *line, size_t len)
+{
+    if (fwrite(line, 1, len, ev->fp) != len || fputc('\n', ev->fp) == EOF) {
         ev->failed++;
         return -1;
     }

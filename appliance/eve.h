@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "containers.h"
 #include "dpi.h"
 #include "json.h"
 
@@ -28,10 +29,13 @@ struct eve {
 /* path "-" is stdout. Creates the parent folder if missing. */
 struct eve *eve_open(const char *path, char *err, size_t errlen);
 void eve_close(struct eve *ev);
-/* Formats one event into j (reset first). */
-void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode);
+/* Formats one event into j (reset first); container may be NULL. */
+void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode,
+                const struct sl_container *container);
 /* Formats and writes one line; -1 if the write failed (counted). */
 int eve_write(struct eve *ev, const struct dpi_event *e, enum eve_mode mode);
+/* Writes one formatted line (without its newline). */
+int eve_write_line(struct eve *ev, const char *line, size_t len);
 int eve_flush(struct eve *ev);
 
 #endif

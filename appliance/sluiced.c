@@ -3,7 +3,8 @@
  *
  * This file is the command line: it loads the policy, builds the engine and
  * hands it to a feeder — a capture file (-r), a live interface watched
- * passively (-i) — with events going to the event log.
+ * passively (-i) — with events going to the event log; without either it
+ * runs inline (daemon.c).
  */
 #include "config.h"
 
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "dpi.h"
 #include "eve.h"
 #include "log.h"
@@ -32,14 +34,19 @@ static void on_stop_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: sluiced [-c FILE] [--eve FILE] (-r CAPTURE ... | -i IFACE)\n"
+    fprintf(out, "Usage: sluiced [-c FILE] [-f]\n"
+                 "       sluiced [-c FILE] [--eve FILE] (-r CAPTURE ... | -i IFACE)\n"
                  "       sluiced -T [-c FILE]\n"
                  "\n"
                  "Network-side inspection for Docker hosts: nDPI classification, HTTP and TLS\n"
                  "parsing and YARA scanning of HTTP bodies, with events as JSON lines.\n"
+                 "Without -r or -i, sluiced inspects container traffic inline (NFQUEUE):\n"
+                 "bridged containers and host-network containers, blocking what the policy\n"
+                 "says to block; sluicectl(8) talks to it.\n"
                  "\n"
                  "  -c, --config FILE     policy file (YAML). Default: " DEFAULT_POLICY "\n"
                  "                        if it exists, else the built-in policy\n"
+                 "  -f, --foreground      inline: stay in the foreground, log to stderr\n"
                  "  -r, --read CAPTURE    inspect a capture file (pcap or pcapng) and exit;\n"
                  "                        repeat to read several, each on its own\n"
                  "  -i, --interface IFACE inspect an interface passively (nothing is blocked)\n"
@@ -114,24 +121,33 @@ static void summary(const char *what, const struct pcap_feed_stats *st, struct d
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},    {"read", required_argument, NULL, 'r'},
-        {"interface", required_argument, NULL, 'i'}, {"eve", required_argument, NULL, 'e'},
-        {"check-config", no_argument, NULL, 'T'},    {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},         {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"read", required_argument, NULL, 'r'},
+        {"interface", required_argument, NULL, 'i'},
+        {"eve", required_argument, NULL, 'e'},
+        {"check-config", no_argument, NULL, 'T'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     const char *config = DEFAULT_POLICY, *iface = NULL, *eve_path = NULL;
     const char **captures = calloc((size_t)argc, sizeof(*captures));
-    int ncaptures = 0, explicit_config = 0, check_only = 0, c;
+    int ncaptures = 0, explicit_config = 0, check_only = 0, foreground = 0, c;
     enum log_level level = LOG_LEVEL_INFO;
 
     if (captures == NULL)
         return 1;
-    while ((c = getopt_long(argc, argv, "c:r:i:TqvhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:fr:i:TqvhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config = optarg;
             explicit_config = 1;
+            break;
+        case 'f':
+            foreground = 1;
             break;
         case 'r':
             captures[ncaptures++] = optarg;
@@ -181,11 +197,11 @@ int main(int argc, char **argv)
         return 0;
     }
     if (ncaptures == 0 && iface == NULL) {
-        fprintf(stderr, "sluiced: nothing to inspect: give a capture (-r) or an interface (-i)\n");
-        usage(stderr);
+        /* Inline: the daemon loads (and reloads) the policy itself. */
+        const char *path = policy->path && strcmp(policy->path, "(built-in)") != 0 ? config : NULL;
         rules_policy_unref(policy);
         free(captures);
-        return 2;
+        return sl_daemon_run(path, foreground);
     }
     if (ncaptures > 0 && iface) {
         fprintf(stderr, "sluiced: -r and -i cannot be used together\n");

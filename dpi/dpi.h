@@ -66,6 +66,7 @@ enum dpi_body_state {
     DPI_BODY_COMPLETE = 0, /* every byte announced arrived */
     DPI_BODY_CUT,          /* longer than the body limit: the rest was not kept */
     DPI_BODY_INCOMPLETE,   /* the stream ended or had a gap before the end */
+    DPI_BODY_OPEN,         /* still arriving (an inline match before the end) */
 };
 
 struct dpi_body_facts {
@@ -136,6 +137,13 @@ typedef void (*dpi_event_fn)(void *ctx, const struct dpi_event *ev);
 struct dpi_engine *dpi_engine_new(struct rules_policy *policy, dpi_event_fn fn, void *ctx,
                                   char *err, size_t errlen);
 void dpi_engine_free(struct dpi_engine *e);
+/* Inline feeders (NFQUEUE) turn this on: bodies are also scanned while they
+ * arrive, each new part together with the DPI_STREAM_OVERLAP bytes before
+ * it, so a match stops the very packet that completes it instead of the
+ * last packet of the body. The scan at the end still covers the whole kept
+ * body; a rule alerts once per body. */
+void dpi_engine_set_inline(struct dpi_engine *e, int on);
+#define DPI_STREAM_OVERLAP 1024
 /* Checks the policy's nDPI names (categories, risks) against nDPI; 0 if all
  * are known, else -1 with "file:line:column: ..." in err. */
 int dpi_policy_check(struct rules_policy *policy, char *err, size_t errlen);

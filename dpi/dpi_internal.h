@@ -21,6 +21,7 @@ struct dpi_engine {
     uint64_t alert_risks;        /* nDPI risks that raise alerts */
     uint8_t alert_category[256]; /* nDPI categories that raise alerts */
     uint64_t body_held;          /* bytes held by body buffers of all flows */
+    int inline_scans;            /* scan bodies while they arrive */
     struct dpi_engine_stats stats;
 };
 
@@ -43,6 +44,7 @@ struct dpi_body {
     uint64_t wire;       /* transfer-decoded bytes received */
     int cut;             /* keep is full: the rest is not scanned */
     int scanned;         /* the scan ran (at the cut or at the end) */
+    size_t streamed;     /* kept bytes already seen by scans while arriving */
     const char *problem; /* first problem met, or NULL */
     uint8_t first[2];    /* first bytes of a compressed body: they tell raw deflate */
     size_t first_len;

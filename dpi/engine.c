@@ -188,3 +188,8 @@ void engine_describe(struct dpi_engine *e, ndpi_protocol proto, char *name, size
     if (*category == NULL)
         *category = "Unspecified";
 }
+
+void dpi_engine_set_inline(struct dpi_engine *e, int on)
+{
+    e->inline_scans = on;
+}

@@ -39,6 +39,8 @@ struct http_msg {
     char protocol[12];
     char problem[192];
     struct dpi_body body;
+    uint64_t alerted[RULES_MAX_MATCHES]; /* rules (hashed) that matched this body */
+    int nalerted;
 };
 
 struct http_state {
@@ -313,33 +315,89 @@ static void http_facts(const struct http_msg *m, struct dpi_http_facts *h)
 }
 
 /* YARA over the kept part of a body; alerts carry the body facts so far. */
-static void scan_body(struct dpi_flow *f, struct http_msg *m, struct dpi_body_facts *bf)
+static uint64_t rule_key(const struct rules_match *r)
 {
-    struct dpi_engine *e = f->e;
-    struct rules_match matches[RULES_MAX_MATCHES];
-    char err[160];
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a over "namespace:rule" */
+    for (const char *p = r->ns; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    h = (h ^ ':') * 1099511628211ULL;
+    for (const char *p = r->rule; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    return h;
+}
+
+/* Alerts for the matches of one scan, once per rule and body. */
+static void body_alerts(struct dpi_flow *f, struct http_msg *m, const struct rules_match *matches,
+                        int n, struct dpi_body_facts *bf)
+{
     struct dpi_http_facts hf;
 
-    m->body.scanned = 1;
-    if (e->scanner == NULL || m->body.keep.len == 0)
-        return;
-    int n = rules_scan(e->scanner, m->body.keep.data, m->body.keep.len, matches, RULES_MAX_MATCHES,
-                       err, sizeof(err));
+    http_facts(m, &hf);
+    for (int i = 0; i < n && i < RULES_MAX_MATCHES; i++) {
+        uint64_t key = rule_key(&matches[i]);
+        int seen = 0;
+        for (int k = 0; k < m->nalerted && !seen; k++)
+            seen = m->alerted[k] == key;
+        if (seen)
+            continue;
+        if (m->nalerted < RULES_MAX_MATCHES)
+            m->alerted[m->nalerted++] = key;
+        struct dpi_alert_facts a = {matches[i].rule, matches[i].category, matches[i].severity,
+                                    f->e->policy->yara.action, "yara"};
+        raise_alert(f, &a, &hf, bf);
+    }
+}
+
+static int scan_bytes(struct dpi_flow *f, struct http_msg *m, const uint8_t *p, size_t n,
+                      struct rules_match *matches)
+{
+    struct dpi_engine *e = f->e;
+    char err[160];
+
+    int found = rules_scan(e->scanner, p, n, matches, RULES_MAX_MATCHES, err, sizeof(err));
     e->stats.scans++;
-    if (n < 0) {
+    if (found < 0) {
         e->stats.scan_errors++;
         snprintf(m->problem, sizeof(m->problem), "scan failed: %s", err);
         m->body.problem = m->problem;
+    }
+    return found;
+}
+
+/* YARA over the kept part of a body; alerts carry the body facts so far. */
+static void scan_body(struct dpi_flow *f, struct http_msg *m, struct dpi_body_facts *bf)
+{
+    struct rules_match matches[RULES_MAX_MATCHES];
+
+    m->body.scanned = 1;
+    if (f->e->scanner == NULL || m->body.keep.len == 0)
+        return;
+    int n = scan_bytes(f, m, m->body.keep.data, m->body.keep.len, matches);
+    if (n < 0) {
         if (bf)
             bf->problem = m->problem;
         return;
     }
-    http_facts(m, &hf);
-    for (int i = 0; i < n && i < RULES_MAX_MATCHES; i++) {
-        struct dpi_alert_facts a = {matches[i].rule, matches[i].category, matches[i].severity,
-                                    e->policy->yara.action, "yara"};
-        raise_alert(f, &a, &hf, bf);
-    }
+    body_alerts(f, m, matches, n, bf);
+}
+
+/* Inline: the new kept bytes and the overlap before them, so a signature
+ * split over packets is found in the packet that completes it. */
+static void scan_arriving(struct dpi_flow *f, struct http_msg *m)
+{
+    struct rules_match matches[RULES_MAX_MATCHES];
+    struct dpi_body *b = &m->body;
+
+    if (!f->e->inline_scans || f->e->scanner == NULL || b->scanned || b->keep.len <= b->streamed)
+        return;
+    size_t from = b->streamed > DPI_STREAM_OVERLAP ? b->streamed - DPI_STREAM_OVERLAP : 0;
+    b->streamed = b->keep.len;
+    int n = scan_bytes(f, m, b->keep.data + from, b->keep.len - from, matches);
+    if (n <= 0)
+        return;
+    struct dpi_body_facts bf = {
+        .to_server = m->is_request, .size = b->size, .chunked = b->chunked, .state = DPI_BODY_OPEN};
+    body_alerts(f, m, matches, n, &bf);
 }
 
 static void on_head(void *ctx, int dir, const struct http_head *h)
@@ -366,6 +424,7 @@ static void on_head(void *ctx, int dir, const struct http_head *h)
     copy_str(m->content_type, sizeof(m->content_type), h->content_type);
     snprintf(m->protocol, sizeof(m->protocol), "HTTP/1.%d", h->version_minor);
     m->problem[0] = '\0';
+    m->nalerted = 0;
     m->has_body = h->framing != HTTP_BODY_NONE;
     if (m->has_body)
         body_begin(f->e, &m->body, h->content_encoding, h->framing == HTTP_BODY_CHUNKED);
@@ -379,7 +438,10 @@ static void on_body(void *ctx, int dir, const uint8_t *p, size_t n)
 
     if (!m->open || !m->has_body)
         return;
-    if (body_feed(f->e, &m->body, p, n) && !m->body.scanned) {
+    int full = body_feed(f->e, &m->body, p, n);
+    if (!full)
+        scan_arriving(f, m);
+    if (full && !m->body.scanned) {
         /* The kept part is full: scan it now, then free it, so a long
          * download is decided early and does not hold memory. */
         struct dpi_body_facts bf = {.to_server = m->is_request,

@@ -84,4 +84,70 @@ enum dpi_verdict nfq_flowtable_packet(struct nfq_flowtable *t, const struct nfq_
 void nfq_flowtable_expire(struct nfq_flowtable *t, uint64_t now_us);
 void nfq_flowtable_stats(const struct nfq_flowtable *t, struct nfq_flowtable_stats *out);
 
+/* --- inline: NFQUEUE workers (queue.c) and their hook rules (hooks.c) --- */
+
+/* Conntrack and packet mark bits of sluice (high bits, clear of Docker's and
+ * kube-proxy's). DECIDED: the connection needs no more inspection and leaves
+ * the queue. OWN: packets sluice sends itself (resets). CONTAINER: a
+ * host-network connection of a container's socket (set on its way out, so
+ * that its packets coming in are queued too). */
+#define NFQ_MARK_DECIDED   0x40000000u
+#define NFQ_MARK_OWN       0x20000000u
+#define NFQ_MARK_CONTAINER 0x10000000u
+
+struct nfq_inline_config {
+    unsigned queues;     /* worker threads, one queue each */
+    unsigned queue_base; /* first queue number */
+    int fail_closed;     /* traffic stops when sluiced is down or behind */
+};
+
+struct nfq_inline_ops {
+    void *ctx;
+    /* The policy a worker starts (or restarts after a reload) with; the
+     * worker takes the reference and drops it when done. */
+    struct rules_policy *(*policy)(void *ctx);
+    /* A worker's own engine (nDPI module, YARA scanner), on its thread. */
+    struct dpi_engine *(*engine_new)(void *ctx, unsigned worker, struct rules_policy *p);
+    void (*engine_free)(void *ctx, unsigned worker, struct dpi_engine *e);
+    /* A flow's verdict became block: 1 to drop and reset (enforce), 0 to
+     * let it pass (audit). Called on the worker thread. */
+    int (*enforce)(void *ctx, const struct dpi_flow *flow);
+};
+
+struct nfq_queue_stats {
+    unsigned queue_num;
+    uint64_t packets, accepted, dropped, bypassed, resets, errors;
+};
+
+struct nfq_inline;
+
+/* Binds the queues and starts a worker per queue. NULL with a reason. */
+struct nfq_inline *nfq_inline_start(const struct nfq_inline_config *cfg,
+                                    const struct nfq_inline_ops *ops, char *err, size_t errlen);
+/* Stops the workers; their flows end (events are emitted) and the queues
+ * are unbound. */
+void nfq_inline_stop(struct nfq_inline *q);
+/* Workers move to ops->policy() between two batches of packets; flows open
+ * at that moment are ended and picked up again mid-stream. */
+void nfq_inline_reload(struct nfq_inline *q);
+unsigned nfq_inline_queues(const struct nfq_inline *q);
+void nfq_inline_stats(struct nfq_inline *q, unsigned i, struct nfq_queue_stats *out);
+
+struct nfq_hooks_config {
+    unsigned queues, queue_base;
+    int fail_closed;
+    int bridges; /* bridged containers: DOCKER-USER */
+    int host;    /* host-network containers: OUTPUT/INPUT by cgroup */
+};
+
+/* Installs sluice's chains and the jumps to them (iptables and ip6tables),
+ * after removing any left by an earlier run: idempotent, and it never
+ * touches rules of others. -1 with a reason. */
+int nfq_hooks_install(const struct nfq_hooks_config *cfg, char *err, size_t errlen);
+/* Puts back jumps that others removed (Docker rebuilds DOCKER-USER when it
+ * restarts); returns how many. */
+int nfq_hooks_check(const struct nfq_hooks_config *cfg);
+/* Removes every chain and jump sluice made; quiet when there are none. */
+void nfq_hooks_remove(void);
+
 #endif

@@ -86,6 +86,9 @@ struct key {
 
 /* Indexed by enum rules_action. */
 static const char *const actions[] = {"alert", "block", NULL};
+/* Indexed by enum rules_mode and enum rules_fail. */
+static const char *const modes[] = {"enforce", "audit", NULL};
+static const char *const fail_modes[] = {"open", "closed", NULL};
 
 static const struct key keys[] = {
     K_PATHS("yara.rules", yara.paths),
@@ -113,6 +116,22 @@ static const struct key keys[] = {
     K_ENUM("ndpi.action", ndpi.action, "alert", actions),
 
     K_PATH("events.eve", events.eve, "/var/log/sluice/eve.json", KEY_DASH),
+    K_BOOL("events.syslog", events.syslog, "false"),
+
+    K_ENUM("inline.mode", enforcement.mode, "enforce", modes),
+    K_COUNT("inline.queues", enforcement.queues, "0", 0, 64),
+    K_COUNT("inline.queue_base", enforcement.queue_base, "100", 0, 65000),
+    K_ENUM("inline.fail", enforcement.fail, "open", fail_modes),
+    K_BOOL("inline.bridges", enforcement.bridges, "true"),
+    K_BOOL("inline.host", enforcement.host, "true"),
+
+    K_PATH("containers.docker_socket", containers.docker_socket, "/var/run/docker.sock", 0),
+    K_NAMES("containers.include", containers.include, "*"),
+    K_NAMES("containers.exclude", containers.exclude, NULL),
+    K_NAMES("containers.audit", containers.audit, NULL),
+
+    K_PATH("control.socket", control.socket, "/run/sluice/control.sock", 0),
+    K_PATH("control.pidfile", control.pidfile, "/run/sluiced.pid", 0),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -40,6 +40,16 @@ struct rules_ndpi_files {
     char *sha1_file;
 };
 
+enum rules_mode {
+    RULES_MODE_ENFORCE = 0, /* block what the policy says to block */
+    RULES_MODE_AUDIT,       /* inspect and report the same, never block */
+};
+
+enum rules_fail {
+    RULES_FAIL_OPEN = 0, /* traffic flows when sluiced is down or overloaded */
+    RULES_FAIL_CLOSED,   /* traffic stops */
+};
+
 enum rules_action {
     RULES_ACTION_ALERT = 0, /* report only */
     RULES_ACTION_BLOCK,     /* report and stop the transfer (inline feeders) */
@@ -75,8 +85,31 @@ struct rules_policy {
     } ndpi;
 
     struct {
-        char *eve; /* event log path, "-" for stdout */
+        char *eve;  /* event log path, "-" for stdout */
+        int syslog; /* also send alerts to syslog */
     } events;
+
+    /* The inline daemon: NFQUEUE workers and the rules that feed them. */
+    struct {
+        enum rules_mode mode; /* default for every container */
+        unsigned queues;      /* queues (worker threads); 0: one per CPU */
+        unsigned queue_base;  /* first queue number */
+        enum rules_fail fail; /* when sluiced is down or behind */
+        int bridges;          /* inspect bridged container traffic (DOCKER-USER) */
+        int host;             /* inspect host-network containers (OUTPUT/INPUT) */
+    } enforcement;
+
+    struct {
+        char *docker_socket;
+        struct rules_strlist include; /* container or image name masks (* and ?) */
+        struct rules_strlist exclude;
+        struct rules_strlist audit; /* masks whose containers are only audited */
+    } containers;
+
+    struct {
+        char *socket; /* sluicectl's control socket */
+        char *pidfile;
+    } control;
 
     struct rules_yara *compiled; /* NULL until rules_policy_load compiled it */
     int refs;

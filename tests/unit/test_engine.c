@@ -420,9 +420,61 @@ static void test_ndpi_packets(void)
         CHECK_EQ_STR(c.seen.proto[f], "HTTP");
 }
 
+/* Inline: a chunked body whose EICAR bytes arrive before its last chunk is
+ * blocked on the packet that completes the signature, not on the last chunk
+ * (the receiver writes chunks as they come), and alerts once. */
+static void test_inline_scans_while_arriving(void)
+{
+    char buf[512];
+
+    for (int on = 0; on <= 1; on++) {
+        struct conv c;
+        conv_open(&c, "");
+        dpi_engine_set_inline(c.e, on);
+        get(&c, "/eicar.com");
+        size_t n = (size_t)snprintf(buf, sizeof(buf),
+                                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                    "44\r\n%s\r\n",
+                                    eicar);
+        /* Ten bytes at a time, as a server writing small segments sends it. */
+        enum dpi_verdict v = DPI_PASS;
+        size_t sent = 0, blocked_at = 0;
+        while (sent < n) {
+            size_t k = n - sent < 10 ? n - sent : 10;
+            v = send(&c, DPI_DIR_REV, buf + sent, k);
+            sent += k;
+            if (v == DPI_BLOCK && blocked_at == 0)
+                blocked_at = sent;
+        }
+        size_t eicar_end = n - 2; /* before the chunk's CRLF */
+        if (on) {
+            CHECK(blocked_at >= eicar_end && blocked_at < eicar_end + 10);
+            CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+        } else {
+            CHECK_EQ_INT(blocked_at, 0);
+            CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 0);
+        }
+        CHECK_EQ_INT(send(&c, DPI_DIR_REV, "0\r\n\r\n", 5), DPI_BLOCK);
+        CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+        conv_close(&c);
+    }
+
+    /* The whole body in one packet: matched while arriving and at its end,
+     * reported once. */
+    struct conv c;
+    conv_open(&c, "");
+    dpi_engine_set_inline(c.e, 1);
+    get(&c, "/eicar.com");
+    size_t n = response(buf, sizeof(buf), "Content-Length: 68\r\n", eicar, 68);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, buf, n), DPI_BLOCK);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+    conv_close(&c);
+}
+
 int main(void)
 {
     test_eicar_verdict_on_last_byte();
+    test_inline_scans_while_arriving();
     test_audit_policy_does_not_block();
     test_encoded_bodies();
     test_upload();

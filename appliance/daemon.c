@@ -1,0 +1,603 @@
+/*
+ * The inline daemon. Threads: one worker per queue (nfq/), the container
+ * map's Docker follower, the control socket, the event writer, and this
+ * main thread, which only waits for signals.
+ *
+ * Workers never wait on the event log: they format an event into their own
+ * buffer and append a copy to the writer's list (a short lock, no I/O). The
+ * writer writes with write(2) and keeps what it could not write (a full
+ * disk, a log being rotated) at the head of the list, retrying every second,
+ * so an event is lost only when the list outgrows its bound; lost events are
+ * counted and said in the log.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "containers.h"
+#include "control.h"
+#include "dpi.h"
+#include "eve.h"
+#include "json.h"
+#include "log.h"
+#include "nfq.h"
+#include "rules.h"
+
+#define EVQ_MAX_BYTES (256u << 20) /* events waiting for the disk */
+#define FLOW_CACHE    256          /* per worker, direct-mapped by flow id */
+#define HOOKS_CHECK_S 3
+
+struct evq_item {
+    struct evq_item *next;
+    size_t len;
+    int syslogged;
+    char line[]; /* with its newline */
+};
+
+struct flow_owner {
+    uint64_t flow_id; /* 0: empty slot */
+    struct sl_container c;
+    enum eve_mode mode;
+    int inspected; /* not excluded by the policy's container masks */
+};
+
+struct worker_ctx {
+    struct daemon *d;
+    unsigned idx;
+    struct json j;
+    struct flow_owner cache[FLOW_CACHE];
+};
+
+struct daemon {
+    const char *config;
+    pthread_mutex_t policy_lock;
+    struct rules_policy *policy; /* the running one */
+    time_t started;
+
+    struct sl_container_map *map;
+    struct sl_control *control;
+    struct nfq_inline *q;
+    struct worker_ctx *workers;
+    unsigned nworkers;
+
+    /* event writer */
+    pthread_mutex_t evq_lock;
+    pthread_cond_t evq_cond;
+    struct evq_item *head, *tail;
+    size_t evq_bytes;
+    int evq_stop, reopen;
+    pthread_t writer;
+    int eve_fd;
+    char *eve_path;
+    int use_syslog;
+    _Atomic uint64_t events, alerts, blocked, lost;
+};
+
+/* --- policy -------------------------------------------------------------------- */
+
+static struct rules_policy *policy_load(const char *path, char *err, size_t errlen)
+{
+    struct rules_policy *p = rules_policy_load(path, 1, err, errlen);
+    if (p && dpi_policy_check(p, err, errlen) != 0) {
+        rules_policy_unref(p);
+        return NULL;
+    }
+    return p;
+}
+
+static struct rules_policy *policy_get(struct daemon *d)
+{
+    pthread_mutex_lock(&d->policy_lock);
+    struct rules_policy *p = rules_policy_ref(d->policy);
+    pthread_mutex_unlock(&d->policy_lock);
+    return p;
+}
+
+static int masks_match(const struct rules_strlist *masks, const struct sl_container *c)
+{
+    for (size_t i = 0; i < masks->n; i++) {
+        const char *m = masks->v[i].s;
+        if (fnmatch(m, c->name, 0) == 0 || (c->image[0] && fnmatch(m, c->image, 0) == 0) ||
+            (c->id[0] && strncmp(m, c->id, strlen(m)) == 0 && strlen(m) >= 12))
+            return 1;
+    }
+    return 0;
+}
+
+/* --- which container a flow is, and what the policy says of it ------------------ */
+
+static void owner_resolve(struct worker_ctx *w, const struct dpi_flow_meta *m, struct flow_owner *o)
+{
+    struct daemon *d = w->d;
+    int found = 0;
+
+    memset(o, 0, sizeof(*o));
+    o->flow_id = m->flow_id;
+    if (d->map) {
+        /* The client side first: the container that downloads or uploads. */
+        found = sl_container_by_addr(d->map, m->family, m->src, &o->c) ||
+                sl_container_by_addr(d->map, m->family, m->dst, &o->c);
+        if (!found && (m->l4proto == IPPROTO_TCP || m->l4proto == IPPROTO_UDP))
+            found = sl_container_by_socket(d->map, m->family, m->l4proto, m->src, m->sport, m->dst,
+                                           m->dport, &o->c) ||
+                    sl_container_by_socket(d->map, m->family, m->l4proto, m->dst, m->dport, m->src,
+                                           m->sport, &o->c);
+    }
+    struct rules_policy *p = policy_get(d);
+    o->inspected =
+        masks_match(&p->containers.include, &o->c) && !masks_match(&p->containers.exclude, &o->c);
+    o->mode = p->enforcement.mode == RULES_MODE_ENFORCE && !masks_match(&p->containers.audit, &o->c)
+                  ? EVE_ENFORCE
+                  : EVE_AUDIT;
+    rules_policy_unref(p);
+}
+
+static struct flow_owner *owner_of(struct worker_ctx *w, const struct dpi_flow_meta *m)
+{
+    struct flow_owner *o = &w->cache[m->flow_id % FLOW_CACHE];
+    if (o->flow_id != m->flow_id)
+        owner_resolve(w, m, o);
+    return o;
+}
+
+/* --- events ---------------------------------------------------------------------- */
+
+static void evq_push(struct daemon *d, const char *line, size_t len)
+{
+    struct evq_item *it = malloc(sizeof(*it) + len + 2);
+
+    pthread_mutex_lock(&d->evq_lock);
+    if (it == NULL || d->evq_bytes + len > EVQ_MAX_BYTES) {
+        pthread_mutex_unlock(&d->evq_lock);
+        free(it);
+        atomic_fetch_add(&d->lost, 1);
+        return;
+    }
+    memcpy(it->line, line, len);
+    it->line[len] = '\n';
+    it->line[len + 1] = '\0';
+    it->len = len + 1;
+    it->syslogged = 0;
+    it->next = NULL;
+    if (d->tail)
+        d->tail->next = it;
+    else
+        d->head = it;
+    d->tail = it;
+    d->evq_bytes += it->len;
+    pthread_cond_signal(&d->evq_cond);
+    pthread_mutex_unlock(&d->evq_lock);
+}
+
+static int eve_reopen(struct daemon *d)
+{
+    if (d->eve_fd >= 0)
+        close(d->eve_fd);
+    if (strcmp(d->eve_path, "-") == 0) {
+        d->eve_fd = dup(STDOUT_FILENO);
+        return d->eve_fd < 0 ? -1 : 0;
+    }
+    char *slash = strrchr(d->eve_path, '/');
+    if (slash && slash != d->eve_path) {
+        *slash = '\0';
+        mkdir(d->eve_path, 0755);
+        *slash = '/';
+    }
+    d->eve_fd = open(d->eve_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    return d->eve_fd < 0 ? -1 : 0;
+}
+
+/* Writes one item; 0 when all of it is on disk. A partial write keeps the
+ * rest in the item, so a line is never torn or written twice. */
+static int evq_write(struct daemon *d, struct evq_item *it)
+{
+    while (it->len > 0) {
+        ssize_t n = d->eve_fd < 0 ? -1 : write(d->eve_fd, it->line, it->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        memmove(it->line, it->line + n, it->len - (size_t)n);
+        it->len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void *writer_main(void *arg)
+{
+    struct daemon *d = arg;
+    int failing = 0;
+
+    pthread_mutex_lock(&d->evq_lock);
+    for (;;) {
+        while (d->head == NULL && !d->evq_stop && !d->reopen)
+            pthread_cond_wait(&d->evq_cond, &d->evq_lock);
+        if (d->reopen) {
+            d->reopen = 0;
+            if (eve_reopen(d) < 0)
+                log_warn("%s: cannot reopen the event log", d->eve_path);
+        }
+        if (d->head == NULL && d->evq_stop)
+            break;
+        struct evq_item *it = d->head;
+        if (it == NULL)
+            continue;
+        pthread_mutex_unlock(&d->evq_lock);
+        if (d->use_syslog && !it->syslogged && strstr(it->line, "\"event_type\":\"alert\"")) {
+            syslog(LOG_WARNING, "%.*s", (int)it->len - 1, it->line);
+            it->syslogged = 1;
+        }
+        int rc = evq_write(d, it);
+        pthread_mutex_lock(&d->evq_lock);
+        if (rc == 0) {
+            if (failing)
+                log_info("%s: writing events again", d->eve_path);
+            failing = 0;
+            d->head = it->next;
+            if (d->head == NULL)
+                d->tail = NULL;
+            d->evq_bytes -= it->len;
+            free(it);
+            continue;
+        }
+        /* Keep the event and retry: a full disk frees up, a folder returns. */
+        if (!failing)
+            log_warn("%s: cannot write events, keeping them in memory", d->eve_path);
+        failing = 1;
+        if (d->evq_stop)
+            break;
+        pthread_mutex_unlock(&d->evq_lock);
+        sleep(1);
+        pthread_mutex_lock(&d->evq_lock);
+        if (d->eve_fd < 0)
+            eve_reopen(d);
+    }
+    pthread_mutex_unlock(&d->evq_lock);
+    return NULL;
+}
+
+static void on_event(void *ctx, const struct dpi_event *ev)
+{
+    struct worker_ctx *w = ctx;
+    struct daemon *d = w->d;
+    struct flow_owner *o = owner_of(w, ev->meta);
+
+    if (o->inspected) {
+        eve_format(&w->j, ev, o->mode, &o->c);
+        if (!w->j.failed) {
+            evq_push(d, w->j.buf, w->j.len);
+            atomic_fetch_add(&d->events, 1);
+        }
+        if (ev->alert) {
+            atomic_fetch_add(&d->alerts, 1);
+            if (ev->alert->action == RULES_ACTION_BLOCK && o->mode == EVE_ENFORCE)
+                atomic_fetch_add(&d->blocked, 1);
+        }
+    }
+    if (ev->type == DPI_EVENT_FLOW)
+        o->flow_id = 0; /* the flow is over */
+}
+
+/* --- workers --------------------------------------------------------------------- */
+
+static struct rules_policy *ops_policy(void *ctx)
+{
+    return policy_get(ctx);
+}
+
+static struct dpi_engine *ops_engine_new(void *ctx, unsigned worker, struct rules_policy *p)
+{
+    struct daemon *d = ctx;
+    struct worker_ctx *w = &d->workers[worker];
+    char err[256];
+
+    memset(w->cache, 0, sizeof(w->cache));
+    struct dpi_engine *e = dpi_engine_new(p, on_event, w, err, sizeof(err));
+    if (e == NULL) {
+        log_warnx("worker %u: %s", worker, err);
+        return NULL;
+    }
+    dpi_engine_set_inline(e, 1);
+    return e;
+}
+
+static void ops_engine_free(void *ctx, unsigned worker, struct dpi_engine *e)
+{
+    (void)ctx;
+    (void)worker;
+    dpi_engine_free(e);
+}
+
+static int ops_enforce(void *ctx, const struct dpi_flow *f)
+{
+    struct daemon *d = ctx;
+    const struct dpi_flow_meta *m = dpi_flow_meta(f);
+    /* The worker is in the high bits of the flow id (nfq_flowtable_new);
+     * this runs on that worker's thread, so its cache is ours to use. */
+    unsigned worker = (unsigned)(m->flow_id >> 40);
+    if (worker >= d->nworkers)
+        return 0;
+    struct flow_owner *o = owner_of(&d->workers[worker], m);
+    return o->inspected && o->mode == EVE_ENFORCE;
+}
+
+/* --- control socket -------------------------------------------------------------- */
+
+static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
+{
+    struct daemon *d = ctx;
+    struct rules_policy *p = policy_get(d);
+
+    (void)err;
+    (void)errlen;
+    json_string(r, "version", PACKAGE_VERSION);
+    json_uint(r, "pid", (uint64_t)getpid());
+    json_uint(r, "uptime_s", (uint64_t)(time(NULL) - d->started));
+    json_string(r, "mode", p->enforcement.mode == RULES_MODE_ENFORCE ? "enforce" : "audit");
+    json_string(r, "fail", p->enforcement.fail == RULES_FAIL_OPEN ? "open" : "closed");
+    json_string(r, "policy", p->path);
+    json_uint(r, "yara_rules", rules_yara_count(p));
+    json_string(r, "events_log", d->eve_path);
+    rules_policy_unref(p);
+    json_array_begin(r, "queues");
+    for (unsigned i = 0; d->q && i < nfq_inline_queues(d->q); i++) {
+        struct nfq_queue_stats st;
+        nfq_inline_stats(d->q, i, &st);
+        json_object_begin(r, NULL);
+        json_uint(r, "num", st.queue_num);
+        json_uint(r, "packets", st.packets);
+        json_uint(r, "accepted", st.accepted);
+        json_uint(r, "dropped", st.dropped);
+        json_uint(r, "bypassed", st.bypassed);
+        json_uint(r, "resets", st.resets);
+        json_uint(r, "errors", st.errors);
+        json_object_end(r);
+    }
+    json_array_end(r);
+    json_uint(r, "events", atomic_load(&d->events));
+    json_uint(r, "alerts", atomic_load(&d->alerts));
+    json_uint(r, "blocked", atomic_load(&d->blocked));
+    json_uint(r, "events_lost", atomic_load(&d->lost));
+    return 0;
+}
+
+static int ctl_containers(void *ctx, struct json *r, char *err, size_t errlen)
+{
+    struct daemon *d = ctx;
+    if (d->map == NULL) {
+        snprintf(err, errlen, "the container map is not running");
+        return -1;
+    }
+    sl_container_map_json(d->map, r);
+    return 0;
+}
+
+static int reload(struct daemon *d, char *err, size_t errlen)
+{
+    char why[RULES_ERRLEN];
+    struct rules_policy *p = policy_load(d->config, why, sizeof(why));
+
+    if (p == NULL) {
+        snprintf(err, errlen, "%s (the running policy stays)", why);
+        log_warnx("reload: %s", err);
+        return -1;
+    }
+    pthread_mutex_lock(&d->policy_lock);
+    struct rules_policy *old = d->policy;
+    if (old->enforcement.queues != p->enforcement.queues ||
+        old->enforcement.queue_base != p->enforcement.queue_base ||
+        old->enforcement.fail != p->enforcement.fail)
+        log_warnx("reload: inline.queues, queue_base and fail take effect at the next start");
+    d->policy = p;
+    pthread_mutex_unlock(&d->policy_lock);
+    rules_policy_unref(old);
+    if (d->q)
+        nfq_inline_reload(d->q);
+    pthread_mutex_lock(&d->evq_lock);
+    d->reopen = 1;
+    pthread_cond_signal(&d->evq_cond);
+    pthread_mutex_unlock(&d->evq_lock);
+    log_info("reloaded %s (%u YARA rules)", p->path, rules_yara_count(p));
+    return 0;
+}
+
+static int ctl_reload(void *ctx, struct json *r, char *err, size_t errlen)
+{
+    struct daemon *d = ctx;
+    if (reload(d, err, errlen) < 0)
+        return -1;
+    struct rules_policy *p = policy_get(d);
+    json_string(r, "policy", p->path);
+    json_uint(r, "yara_rules", rules_yara_count(p));
+    rules_policy_unref(p);
+    return 0;
+}
+
+/* --- pid file ---------------------------------------------------------------------- */
+
+/* Locked for the daemon's life: a second sluiced finds it locked; after a
+ * crash the lock is gone with the process. */
+static int pidfile_take(const char *path)
+{
+    char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        mkdir(dir, 0755);
+    }
+    free(dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fatal("%s", path);
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        char buf[32] = "";
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        buf[n > 0 ? n : 0] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        fatalx("already running (pid %s, %s)", buf[0] ? buf : "?", path);
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        fatal("%s", path);
+    return fd;
+}
+
+/* --- main -------------------------------------------------------------------------- */
+
+static unsigned cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 64 ? (unsigned)n : 1;
+}
+
+int sl_daemon_run(const char *config, int foreground)
+{
+    static struct daemon dd;
+    struct daemon *d = &dd;
+    char err[RULES_ERRLEN];
+    sigset_t sigs;
+    int status = 0;
+
+    d->config = config;
+    d->started = time(NULL);
+    d->eve_fd = -1;
+    pthread_mutex_init(&d->policy_lock, NULL);
+    pthread_mutex_init(&d->evq_lock, NULL);
+    pthread_cond_init(&d->evq_cond, NULL);
+    d->policy = policy_load(config, err, sizeof(err));
+    if (d->policy == NULL)
+        fatalx("%s", err);
+    struct rules_policy *p = d->policy;
+    if (geteuid() != 0)
+        fatalx("inline inspection needs root (NFQUEUE, iptables); -r and -i do not");
+
+    if (!foreground) {
+        if (daemon(0, 0) < 0)
+            fatal("daemon");
+        log_init("sluiced", LOG_LEVEL_INFO, 1);
+    }
+    int pidfd = pidfile_take(p->control.pidfile);
+
+    d->eve_path = strdup(p->events.eve);
+    d->use_syslog = p->events.syslog;
+    if (eve_reopen(d) < 0)
+        fatal("%s", d->eve_path);
+
+    /* Signals are for this thread only: every other thread starts with them
+     * blocked. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (pthread_create(&d->writer, NULL, writer_main, d) != 0)
+        fatalx("cannot start the event writer");
+    d->map = sl_container_map_new(p->containers.docker_socket, err, sizeof(err));
+    if (d->map == NULL)
+        log_warnx("container map: %s (events will not name containers)", err);
+
+    struct sl_control_ops ctl = {d, ctl_status, ctl_containers, ctl_reload};
+    d->control = sl_control_start(p->control.socket, &ctl, err, sizeof(err));
+    if (d->control == NULL)
+        fatalx("%s", err);
+
+    unsigned queues = p->enforcement.queues ? p->enforcement.queues : cpu_count();
+    d->nworkers = queues;
+    d->workers = calloc(queues, sizeof(*d->workers));
+    if (d->workers == NULL)
+        fatalx("out of memory");
+    for (unsigned i = 0; i < queues; i++) {
+        d->workers[i].d = d;
+        d->workers[i].idx = i;
+        json_init(&d->workers[i].j);
+    }
+    struct nfq_inline_config qc = {queues, p->enforcement.queue_base,
+                                   p->enforcement.fail == RULES_FAIL_CLOSED};
+    struct nfq_inline_ops qo = {d, ops_policy, ops_engine_new, ops_engine_free, ops_enforce};
+    d->q = nfq_inline_start(&qc, &qo, err, sizeof(err));
+    if (d->q == NULL) {
+        log_warnx("%s", err);
+        status = 1;
+        goto out;
+    }
+    /* Queues first, rules second: no packet waits for a queue nobody reads. */
+    struct nfq_hooks_config hc = {queues, p->enforcement.queue_base,
+                                  p->enforcement.fail == RULES_FAIL_CLOSED, p->enforcement.bridges,
+                                  p->enforcement.host};
+    int hk = nfq_hooks_install(&hc, err, sizeof(err));
+    if (hk < 0) {
+        log_warnx("%s", err);
+        status = 1;
+        goto out;
+    }
+    if (hk > 0)
+        log_warnx("%s", err);
+    log_info("inspecting %s%s%s on queues %u-%u (%s, fail-%s), events to %s",
+             p->enforcement.bridges ? "bridged containers" : "",
+             p->enforcement.bridges && p->enforcement.host ? " and " : "",
+             p->enforcement.host ? "host-network containers" : "", p->enforcement.queue_base,
+             p->enforcement.queue_base + queues - 1,
+             p->enforcement.mode == RULES_MODE_ENFORCE ? "enforce" : "audit",
+             p->enforcement.fail == RULES_FAIL_OPEN ? "open" : "closed", d->eve_path);
+
+    for (;;) {
+        /* Every few seconds: Docker rebuilds DOCKER-USER when it restarts. */
+        struct timespec tick = {HOOKS_CHECK_S, 0};
+        int sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig < 0) {
+            int n = nfq_hooks_check(&hc);
+            if (n > 0)
+                log_warnx("put back %d jump%s to sluice's rules (removed by Docker or "
+                          "an operator)",
+                          n, n > 1 ? "s" : "");
+            continue;
+        }
+        if (sig == SIGHUP) {
+            reload(d, err, sizeof(err));
+            continue;
+        }
+        log_info("signal %d: stopping", sig);
+        break;
+    }
+
+out:
+    /* Rules first: from here traffic passes without sluice. */
+    nfq_hooks_remove();
+    nfq_inline_stop(d->q); /* open flows end: their events are written */
+    sl_control_stop(d->control);
+    sl_container_map_free(d->map);
+    pthread_mutex_lock(&d->evq_lock);
+    d->evq_stop = 1;
+    pthread_cond_signal(&d->evq_cond);
+    pthread_mutex_unlock(&d->evq_lock);
+    pthread_join(d->writer, NULL);
+    if (atomic_load(&d->lost))
+        log_warnx("%llu events were lost (the event log could not keep up)",
+                  (unsigned long long)atomic_load(&d->lost));
+    for (unsigned i = 0; i < d->nworkers; i++)
+        json_free(&d->workers[i].j);
+    free(d->workers);
+    if (d->eve_fd >= 0)
+        close(d->eve_fd);
+    unlink(d->policy->control.pidfile);
+    close(pidfd);
+    free(d->eve_path);
+    rules_policy_unref(d->policy);
+    return status;
+}

@@ -1,0 +1,520 @@
+/*
+ * NFQUEUE workers: one thread per queue, each with its own netlink socket,
+ * flow table and engine, so workers share nothing on the packet path.
+ *
+ * A worker reads every packet waiting on its socket, decides each, and
+ * answers accepts in one batch verdict (every id up to the last). A packet
+ * that needs its own verdict (a drop, or an accept that also marks the
+ * connection as decided) first closes the batch before it.
+ *
+ * Decided flows leave the queue: the verdict sets NFQ_MARK_DECIDED in the
+ * connection's conntrack mark (NFQA_CT), and the hook rules return early for
+ * such connections, so bulk transfers run at the host's speed. Blocked TCP
+ * flows get a reset both ways from a raw socket whose packets carry
+ * NFQ_MARK_OWN, which the hook rules also let through.
+ */
+#include "nfq.h"
+#include "reasm.h"
+#include "rules.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Largest packet with NFQA_CFG_F_GSO (no kernel segmentation) plus headers. */
+#define PKT_MAX     0x10000
+#define RECV_BUF    (PKT_MAX + MNL_SOCKET_BUFFER_SIZE)
+#define QUEUE_LEN   4096
+#define SOCK_RCVBUF (8 * 1024 * 1024)
+
+struct nfq_worker {
+    struct nfq_inline *q;
+    unsigned idx;
+    uint16_t queue_num;
+    struct mnl_socket *nl;
+    unsigned portid;
+    struct nfq_flowtable *ft;
+    struct dpi_engine *engine;
+    struct rules_policy *policy;
+    unsigned generation; /* of the policy this worker runs */
+    int raw4, raw6;      /* reset injection */
+    pthread_t thread;
+    int started;
+    char *buf;
+    /* The open batch: accepts not answered yet. */
+    uint32_t batch_last;
+    int batch_open;
+    /* Read by the control thread while the worker writes them. */
+    _Atomic uint64_t packets, accepted, dropped, bypassed, resets, errors;
+};
+
+struct nfq_inline {
+    struct nfq_inline_config cfg;
+    struct nfq_inline_ops ops;
+    struct nfq_worker *w;
+    unsigned n;
+    int stop_fd[2];              /* a byte written here stops every worker */
+    _Atomic unsigned generation; /* bumped by a reload */
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* --- netlink ----------------------------------------------------------------- */
+
+static int nl_talk(struct nfq_worker *w, struct nlmsghdr *nlh)
+{
+    if (mnl_socket_sendto(w->nl, nlh, nlh->nlmsg_len) < 0)
+        return -1;
+    return 0;
+}
+
+/* A configuration request and the kernel's answer to it (before the
+ * worker reads packets from the socket). */
+static int nl_request(struct nfq_worker *w, struct nlmsghdr *nlh)
+{
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    unsigned seq = nlh->nlmsg_seq = (unsigned)time(NULL) + w->idx;
+
+    nlh->nlmsg_flags |= NLM_F_ACK;
+    if (nl_talk(w, nlh) < 0)
+        return -1;
+    ssize_t n = mnl_socket_recvfrom(w->nl, buf, sizeof(buf));
+    if (n < 0)
+        return -1;
+    return mnl_cb_run(buf, (size_t)n, seq, w->portid, NULL, NULL) < 0 ? -1 : 0;
+}
+
+static int queue_config(struct nfq_worker *w, int fail_closed, char *err, size_t errlen)
+{
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    struct nlmsghdr *nlh;
+    uint32_t flags = NFQA_CFG_F_GSO;
+
+    nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, w->queue_num);
+    nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND);
+    if (nl_request(w, nlh) < 0)
+        goto fail;
+
+    nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, w->queue_num);
+    nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, PKT_MAX);
+    nfq_nlmsg_cfg_put_qmaxlen(nlh, QUEUE_LEN);
+    /* Fail-open: when the queue is full the kernel accepts instead of
+     * dropping. GSO: whole large packets, checksums possibly partial (sluice
+     * reads them, never rewrites them). */
+    if (!fail_closed)
+        flags |= NFQA_CFG_F_FAIL_OPEN;
+    mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
+    mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags));
+    if (nl_request(w, nlh) < 0)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "queue %u: %s%s", w->queue_num, strerror(errno),
+             errno == EBUSY ? " (another program, or another sluiced, uses it)" : "");
+    return -1;
+}
+
+static void verdict_send(struct nfq_worker *w, int type, uint32_t id, int verdict, int set_mark,
+                         uint32_t mark)
+{
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    struct nlmsghdr *nlh = nfq_nlmsg_put(buf, type, w->queue_num);
+
+    nfq_nlmsg_verdict_put(nlh, (int)id, verdict);
+    if (set_mark)
+        nfq_nlmsg_verdict_put_mark(nlh, mark);
+    if (nl_talk(w, nlh) < 0)
+        atomic_fetch_add_explicit(&w->errors, 1, memory_order_relaxed);
+}
+
+static void batch_flush(struct nfq_worker *w)
+{
+    if (!w->batch_open)
+        return;
+    verdict_send(w, NFQNL_MSG_VERDICT_BATCH, w->batch_last, NF_ACCEPT, 0, 0);
+    w->batch_open = 0;
+}
+
+/* --- resets -------------------------------------------------------------------- */
+
+static uint16_t csum_fold(uint32_t sum)
+{
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+static uint32_t csum_add(uint32_t sum, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i + 1 < n; i += 2)
+        sum += (uint32_t)(b[i] << 8 | b[i + 1]);
+    if (n & 1)
+        sum += (uint32_t)(b[n - 1] << 8);
+    return sum;
+}
+
+/* A RST from src to dst (addresses and ports of the packet's header). */
+static void send_rst(struct nfq_worker *w, int family, const uint8_t *src, const uint8_t *dst,
+                     uint16_t sport, uint16_t dport, uint32_t seq)
+{
+    uint8_t pkt[60];
+    struct tcphdr tcp;
+    size_t iplen = family == 6 ? 40 : 20;
+    uint32_t sum = 0;
+    size_t alen = family == 6 ? 16 : 4;
+
+    memset(pkt, 0, sizeof(pkt));
+    memset(&tcp, 0, sizeof(tcp));
+    tcp.th_sport = htons(sport);
+    tcp.th_dport = htons(dport);
+    tcp.th_seq = htonl(seq);
+    tcp.th_off = 5;
+    tcp.th_flags = TH_RST;
+    /* Pseudo-header: addresses, protocol, TCP length. */
+    sum = csum_add(sum, src, alen);
+    sum = csum_add(sum, dst, alen);
+    sum += IPPROTO_TCP + (uint32_t)sizeof(tcp);
+    sum = csum_add(sum, &tcp, sizeof(tcp));
+    tcp.th_sum = htons(csum_fold(sum));
+
+    if (family == 4) {
+        struct ip *ip = (struct ip *)pkt;
+        ip->ip_v = 4;
+        ip->ip_hl = 5;
+        ip->ip_len = htons((uint16_t)(iplen + sizeof(tcp)));
+        ip->ip_ttl = 64;
+        ip->ip_p = IPPROTO_TCP;
+        memcpy(&ip->ip_src, src, 4);
+        memcpy(&ip->ip_dst, dst, 4);
+        ip->ip_sum = htons(csum_fold(csum_add(0, ip, iplen)));
+    } else {
+        struct ip6_hdr *ip6 = (struct ip6_hdr *)pkt;
+        ip6->ip6_flow = htonl(6u << 28);
+        ip6->ip6_plen = htons((uint16_t)sizeof(tcp));
+        ip6->ip6_nxt = IPPROTO_TCP;
+        ip6->ip6_hlim = 64;
+        memcpy(&ip6->ip6_src, src, 16);
+        memcpy(&ip6->ip6_dst, dst, 16);
+    }
+    memcpy(pkt + iplen, &tcp, sizeof(tcp));
+
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    memset(&to, 0, sizeof(to));
+    if (family == 4) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&to;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, dst, 4);
+        tolen = sizeof(*s4);
+    } else {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&to;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, dst, 16);
+        tolen = sizeof(*s6);
+    }
+    int fd = family == 4 ? w->raw4 : w->raw6;
+    if (fd < 0 || sendto(fd, pkt, iplen + sizeof(tcp), 0, (struct sockaddr *)&to, tolen) < 0)
+        atomic_fetch_add_explicit(&w->errors, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&w->resets, 1, memory_order_relaxed);
+}
+
+/* Both ends learn the connection is gone: the receiver gets a RST where the
+ * dropped segment would have been, the sender one at what it expects next. */
+static void reset_both(struct nfq_worker *w, const struct nfq_pkt *p)
+{
+    if (!p->has_tcp || (p->tcp_flags & REASM_RST))
+        return;
+    send_rst(w, p->family, p->src, p->dst, p->sport, p->dport, p->seq);
+    if (p->tcp_flags & REASM_ACK)
+        send_rst(w, p->family, p->dst, p->src, p->dport, p->sport, p->ack);
+}
+
+static int raw_socket(int family, uint32_t mark)
+{
+    int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    if (fd < 0)
+        return -1;
+    /* Our own resets must not be queued again. */
+    if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* --- packets ----------------------------------------------------------------- */
+
+static void handle_packet(struct nfq_worker *w, const struct nlmsghdr *nlh, uint64_t ts)
+{
+    struct nlattr *attr[NFQA_MAX + 1] = {NULL};
+    struct nfq_pkt pkt;
+    struct dpi_flow *df = NULL;
+
+    if (nfq_nlmsg_parse(nlh, attr) < 0 || attr[NFQA_PACKET_HDR] == NULL)
+        return;
+    const struct nfqnl_msg_packet_hdr *ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
+    uint32_t id = ntohl(ph->packet_id);
+    atomic_fetch_add_explicit(&w->packets, 1, memory_order_relaxed);
+
+    const uint8_t *payload = attr[NFQA_PAYLOAD] ? mnl_attr_get_payload(attr[NFQA_PAYLOAD]) : NULL;
+    size_t len = attr[NFQA_PAYLOAD] ? mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]) : 0;
+
+    enum dpi_verdict v = DPI_PASS;
+    int decoded = w->ft && payload && nfq_decode_ip(payload, len, 0, &pkt) == NFQ_DECODE_OK;
+    if (decoded)
+        v = nfq_flowtable_packet(w->ft, &pkt, ts, &df);
+
+    if (v == DPI_BLOCK && df && w->q->ops.enforce(w->q->ops.ctx, df)) {
+        batch_flush(w);
+        verdict_send(w, NFQNL_MSG_VERDICT, id, NF_DROP, 0, 0);
+        atomic_fetch_add_explicit(&w->dropped, 1, memory_order_relaxed);
+        reset_both(w, &pkt);
+        return;
+    }
+    atomic_fetch_add_explicit(&w->accepted, 1, memory_order_relaxed);
+    /* Nothing more to learn (or to block): the connection leaves the queue.
+     * The packet's mark says so and the hook rules copy it into the
+     * connection's mark on its way out (mangle POSTROUTING); packets coming
+     * in are marked until one going out has carried the mark. */
+    if (df && !dpi_flow_wants_more(df)) {
+        uint32_t mark = attr[NFQA_MARK] ? ntohl(mnl_attr_get_u32(attr[NFQA_MARK])) : 0;
+        batch_flush(w);
+        verdict_send(w, NFQNL_MSG_VERDICT, id, NF_ACCEPT, 1, mark | NFQ_MARK_DECIDED);
+        atomic_fetch_add_explicit(&w->bypassed, 1, memory_order_relaxed);
+        return;
+    }
+    w->batch_last = id;
+    w->batch_open = 1;
+}
+
+static int on_message(const struct nlmsghdr *nlh, void *data)
+{
+    struct nfq_worker *w = data;
+    handle_packet(w, nlh, now_us());
+    return MNL_CB_OK;
+}
+
+static void worker_uninspect(struct nfq_worker *w);
+static int worker_inspect(struct nfq_worker *w);
+
+static void *worker_main(void *arg)
+{
+    struct nfq_worker *w = arg;
+    struct pollfd pfd[2] = {
+        {.fd = mnl_socket_get_fd(w->nl), .events = POLLIN},
+        {.fd = w->q->stop_fd[0], .events = POLLIN},
+    };
+    uint64_t last_expire = 0;
+
+    for (;;) {
+        int r = poll(pfd, 2, 1000);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (pfd[1].revents)
+            break;
+        /* Everything waiting, then one batch verdict for the accepts. */
+        while (pfd[0].revents & POLLIN) {
+            ssize_t n = recv(pfd[0].fd, w->buf, RECV_BUF, MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == ENOBUFS) /* the kernel dropped (or, fail-open, let pass) */
+                    atomic_fetch_add_explicit(&w->errors, 1, memory_order_relaxed);
+                break;
+            }
+            mnl_cb_run(w->buf, (size_t)n, 0, w->portid, on_message, w);
+        }
+        batch_flush(w);
+        if (atomic_load(&w->q->generation) != w->generation) {
+            worker_uninspect(w);
+            if (worker_inspect(w) < 0) /* packets pass uninspected until the next reload */
+                worker_uninspect(w);
+        }
+        uint64_t now = now_us();
+        if (w->ft && now - last_expire > 1000000u) {
+            nfq_flowtable_expire(w->ft, now);
+            last_expire = now;
+        }
+    }
+    batch_flush(w);
+    return NULL;
+}
+
+/* --- API ----------------------------------------------------------------------- */
+
+static void worker_uninspect(struct nfq_worker *w)
+{
+    if (w->ft)
+        nfq_flowtable_free(w->ft, now_us());
+    if (w->engine)
+        w->q->ops.engine_free(w->q->ops.ctx, w->idx, w->engine);
+    if (w->policy)
+        rules_policy_unref(w->policy);
+    w->ft = NULL;
+    w->engine = NULL;
+    w->policy = NULL;
+}
+
+/* The worker's engine and flow table, for the current policy. */
+static int worker_inspect(struct nfq_worker *w)
+{
+    w->generation = atomic_load(&w->q->generation);
+    w->policy = w->q->ops.policy(w->q->ops.ctx);
+    if (w->policy == NULL)
+        return -1;
+    w->engine = w->q->ops.engine_new(w->q->ops.ctx, w->idx, w->policy);
+    if (w->engine == NULL)
+        return -1;
+    w->ft = nfq_flowtable_new(w->engine, w->policy, w->idx, NFQ_FLOWTABLE_INLINE);
+    return w->ft ? 0 : -1;
+}
+
+static int worker_open(struct nfq_worker *w, char *err, size_t errlen)
+{
+    int rcvbuf = SOCK_RCVBUF;
+
+    w->buf = malloc(RECV_BUF);
+    w->nl = mnl_socket_open(NETLINK_NETFILTER);
+    if (w->buf == NULL || w->nl == NULL || mnl_socket_bind(w->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+        snprintf(err, errlen, "queue %u: netlink: %s", w->queue_num, strerror(errno));
+        return -1;
+    }
+    w->portid = mnl_socket_get_portid(w->nl);
+    /* Bursts must not overflow the socket: a full one loses packets. */
+    if (setsockopt(mnl_socket_get_fd(w->nl), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) <
+        0)
+        setsockopt(mnl_socket_get_fd(w->nl), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    int one = 1;
+    /* ENOBUFS tells of overruns; ignore it rather than fail the socket. */
+    setsockopt(mnl_socket_get_fd(w->nl), SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof(one));
+    if (queue_config(w, w->q->cfg.fail_closed, err, errlen) < 0)
+        return -1;
+    w->raw4 = raw_socket(4, NFQ_MARK_OWN);
+    w->raw6 = raw_socket(6, NFQ_MARK_OWN);
+    if (w->raw4 < 0) {
+        snprintf(err, errlen, "raw socket for resets: %s", strerror(errno));
+        return -1;
+    }
+    if (worker_inspect(w) < 0) {
+        snprintf(err, errlen, "queue %u: cannot create the inspection engine", w->queue_num);
+        return -1;
+    }
+    return 0;
+}
+
+static void worker_close(struct nfq_worker *w)
+{
+    worker_uninspect(w);
+    if (w->nl) {
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        struct nlmsghdr *nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, w->queue_num);
+        nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND);
+        nl_talk(w, nlh);
+        mnl_socket_close(w->nl);
+    }
+    if (w->raw4 >= 0)
+        close(w->raw4);
+    if (w->raw6 >= 0)
+        close(w->raw6);
+    free(w->buf);
+}
+
+struct nfq_inline *nfq_inline_start(const struct nfq_inline_config *cfg,
+                                    const struct nfq_inline_ops *ops, char *err, size_t errlen)
+{
+    struct nfq_inline *q = calloc(1, sizeof(*q));
+
+    if (q == NULL || pipe(q->stop_fd) < 0) {
+        snprintf(err, errlen, "out of memory");
+        free(q);
+        return NULL;
+    }
+    q->cfg = *cfg;
+    q->ops = *ops;
+    q->n = cfg->queues;
+    q->w = calloc(q->n, sizeof(*q->w));
+    if (q->w == NULL) {
+        snprintf(err, errlen, "out of memory");
+        nfq_inline_stop(q);
+        return NULL;
+    }
+    for (unsigned i = 0; i < q->n; i++) {
+        struct nfq_worker *w = &q->w[i];
+        w->q = q;
+        w->idx = i;
+        w->queue_num = (uint16_t)(cfg->queue_base + i);
+        w->raw4 = w->raw6 = -1;
+    }
+    for (unsigned i = 0; i < q->n; i++) {
+        struct nfq_worker *w = &q->w[i];
+        if (worker_open(w, err, errlen) < 0 ||
+            pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            if (err[0] == '\0')
+                snprintf(err, errlen, "queue %u: cannot start its thread", w->queue_num);
+            nfq_inline_stop(q);
+            return NULL;
+        }
+        w->started = 1;
+    }
+    return q;
+}
+
+void nfq_inline_stop(struct nfq_inline *q)
+{
+    if (q == NULL)
+        return;
+    (void)!write(q->stop_fd[1], "x", 1); /* a full pipe already says stop */
+    for (unsigned i = 0; q->w && i < q->n; i++) {
+        if (q->w[i].started)
+            pthread_join(q->w[i].thread, NULL);
+        worker_close(&q->w[i]);
+    }
+    close(q->stop_fd[0]);
+    close(q->stop_fd[1]);
+    free(q->w);
+    free(q);
+}
+
+void nfq_inline_reload(struct nfq_inline *q)
+{
+    atomic_fetch_add(&q->generation, 1);
+}
+
+unsigned nfq_inline_queues(const struct nfq_inline *q)
+{
+    return q->n;
+}
+
+void nfq_inline_stats(struct nfq_inline *q, unsigned i, struct nfq_queue_stats *out)
+{
+    struct nfq_worker *w = &q->w[i];
+
+    out->queue_num = w->queue_num;
+    out->packets = atomic_load_explicit(&w->packets, memory_order_relaxed);
+    out->accepted = atomic_load_explicit(&w->accepted, memory_order_relaxed);
+    out->dropped = atomic_load_explicit(&w->dropped, memory_order_relaxed);
+    out->bypassed = atomic_load_explicit(&w->bypassed, memory_order_relaxed);
+    out->resets = atomic_load_explicit(&w->resets, memory_order_relaxed);
+    out->errors = atomic_load_explicit(&w->errors, memory_order_relaxed);
+}

@@ -280,6 +280,30 @@ static int make_room(struct nfq_flowtable *t, uint64_t ts_us)
     return 0;
 }
 
+/* Inline, a flow can be picked up after its start (sluiced restarted, the
+ * SYN taken by another rule): its first packet may be the server's. The
+ * client is the side that sent the SYN; mid-stream, the side on the higher
+ * (ephemeral) port when the other is a well-known one. */
+static int from_server(const struct nfq_pkt *p)
+{
+    if (!p->has_tcp)
+        return 0;
+    if ((p->tcp_flags & (REASM_SYN | REASM_ACK)) == (REASM_SYN | REASM_ACK))
+        return 1;
+    if (p->tcp_flags & REASM_SYN)
+        return 0;
+    return p->sport < 1024 && p->dport >= 1024;
+}
+
+static void swap_ends(const struct nfq_pkt *p, struct nfq_pkt *out)
+{
+    *out = *p;
+    memcpy(out->src, p->dst, 16);
+    memcpy(out->dst, p->src, 16);
+    out->sport = p->dport;
+    out->dport = p->sport;
+}
+
 static struct ft_flow *flow_create(struct nfq_flowtable *t, const struct nfq_pkt *p, uint32_t hash,
                                    uint64_t ts_us)
 {
@@ -376,14 +400,18 @@ enum dpi_verdict nfq_flowtable_packet(struct nfq_flowtable *t, const struct nfq_
         f = NULL;
     }
     if (f == NULL) {
-        f = flow_create(t, p, hash, ts_us);
+        struct nfq_pkt client_first;
+        int swapped = t->mode == NFQ_FLOWTABLE_INLINE && from_server(p);
+        if (swapped)
+            swap_ends(p, &client_first);
+        f = flow_create(t, swapped ? &client_first : p, hash, ts_us);
         if (f == NULL) {
             t->stats.skipped++;
             if (flow_out)
                 *flow_out = NULL;
             return DPI_PASS;
         }
-        dir = DPI_DIR_FWD;
+        dir = swapped ? DPI_DIR_REV : DPI_DIR_FWD;
     }
     touch(t, f, ts_us);
 

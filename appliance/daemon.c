@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <fnmatch.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -118,6 +119,48 @@ static int masks_match(const struct rules_strlist *masks, const struct sl_contai
     return 0;
 }
 
+static int network_match(const struct rules_strlist *masks, const struct sl_container *c)
+{
+    for (size_t i = 0; i < masks->n; i++)
+        if (fnmatch(masks->v[i].s, c->network, 0) == 0)
+            return 1;
+    return 0;
+}
+
+/* inline.ports as iptables' multiport list: "80,8000:8999". At most 15
+ * ports (a range counts two), each 1..65535. */
+static int ports_list(const struct rules_policy *p, char *out, size_t len, char *err, size_t errlen)
+{
+    size_t used = 0;
+    unsigned slots = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < p->enforcement.ports.n; i++) {
+        const struct rules_str *s = &p->enforcement.ports.v[i];
+        unsigned a, b;
+        char tail;
+        int n = sscanf(s->s, "%u:%u%c", &a, &b, &tail);
+        if (n != 2 && !(sscanf(s->s, "%u%c", &a, &tail) == 1 && (b = a, 1))) {
+            snprintf(err, errlen,
+                     "%s:%d:%d: inline.ports: '%s' is not a port or a range (80, 8000:8999)",
+                     p->path, s->line, s->column, s->s);
+            return -1;
+        }
+        slots += a == b ? 1 : 2;
+        if (a == 0 || b > 65535 || a > b || slots > 15) {
+            snprintf(err, errlen, "%s:%d:%d: inline.ports: '%s': %s", p->path, s->line, s->column,
+                     s->s,
+                     slots > 15 ? "more than 15 ports (a range counts two)"
+                                : "ports are 1..65535, low:high");
+            return -1;
+        }
+        used += (size_t)snprintf(out + used, len - used, "%s%s", used ? "," : "", s->s);
+        if (used >= len)
+            return -1;
+    }
+    return 0;
+}
+
 /* --- which container a flow is, and what the policy says of it ------------------ */
 
 static void owner_resolve(struct worker_ctx *w, const struct dpi_flow_meta *m, struct flow_owner *o)
@@ -138,8 +181,9 @@ static void owner_resolve(struct worker_ctx *w, const struct dpi_flow_meta *m, s
                                            m->sport, &o->c);
     }
     struct rules_policy *p = policy_get(d);
-    o->inspected =
-        masks_match(&p->containers.include, &o->c) && !masks_match(&p->containers.exclude, &o->c);
+    o->inspected = masks_match(&p->containers.include, &o->c) &&
+                   !masks_match(&p->containers.exclude, &o->c) &&
+                   network_match(&p->containers.networks, &o->c);
     o->mode = p->enforcement.mode == RULES_MODE_ENFORCE && !masks_match(&p->containers.audit, &o->c)
                   ? EVE_ENFORCE
                   : EVE_AUDIT;
@@ -427,6 +471,62 @@ static int ctl_reload(void *ctx, struct json *r, char *err, size_t errlen)
     return 0;
 }
 
+/* --- host-network containers: their cgroups ----------------------------------------- */
+
+/* Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup on unified hosts,
+ * /sys/fs/cgroup/unified on hybrid ones. */
+static int cgroup2_root(char *out, size_t len)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    char line[1024];
+    int found = 0;
+
+    if (f == NULL)
+        return 0;
+    while (!found && fgets(line, sizeof(line), f)) {
+        char *sep = strstr(line, " - cgroup2 ");
+        char mnt[512];
+        if (sep && sscanf(line, "%*s %*s %*s %*s %511s", mnt) == 1) {
+            snprintf(out, len, "%s", mnt);
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* cgroup2 paths holding containers' processes: Docker's cgroupfs driver
+ * puts them all under docker/, the systemd driver makes one scope each in
+ * system.slice (matched one by one, as the slice holds host services too). */
+static void sync_container_cgroups(void)
+{
+    static char paths[256][96];
+    const char *v[256];
+    char root[512], dir[640];
+    size_t n = 0;
+    struct stat st;
+
+    if (!cgroup2_root(root, sizeof(root)))
+        return;
+    snprintf(dir, sizeof(dir), "%s/docker", root);
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(paths[n++], sizeof(paths[0]), "docker");
+    snprintf(dir, sizeof(dir), "%s/system.slice", root);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL && n < 256) {
+        size_t l = strlen(e->d_name);
+        if (strncmp(e->d_name, "docker-", 7) == 0 && l > 13 &&
+            strcmp(e->d_name + l - 6, ".scope") == 0 && l < sizeof(paths[0]) - 14)
+            snprintf(paths[n++], sizeof(paths[0]), "system.slice/%s", e->d_name);
+    }
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < n; i++)
+        v[i] = paths[i];
+    nfq_hooks_cgroups(v, n);
+}
+
 /* --- pid file ---------------------------------------------------------------------- */
 
 /* Locked for the daemon's life: a second sluiced finds it locked; after a
@@ -481,7 +581,9 @@ int sl_daemon_run(const char *config, int foreground)
     d->policy = policy_load(config, err, sizeof(err));
     if (d->policy == NULL)
         fatalx("%s", err);
-    struct rules_policy *p = d->policy;
+    /* The starting policy, kept while it is read below: a reload through the
+     * control socket may replace d->policy at any time. */
+    struct rules_policy *p = rules_policy_ref(d->policy);
     if (geteuid() != 0)
         fatalx("inline inspection needs root (NFQUEUE, iptables); -r and -i do not");
 
@@ -490,7 +592,8 @@ int sl_daemon_run(const char *config, int foreground)
             fatal("daemon");
         log_init("sluiced", LOG_LEVEL_INFO, 1);
     }
-    int pidfd = pidfile_take(p->control.pidfile);
+    char *pidfile = strdup(p->control.pidfile);
+    int pidfd = pidfile_take(pidfile);
 
     d->eve_path = strdup(p->events.eve);
     d->use_syslog = p->events.syslog;
@@ -537,9 +640,18 @@ int sl_daemon_run(const char *config, int foreground)
         goto out;
     }
     /* Queues first, rules second: no packet waits for a queue nobody reads. */
-    struct nfq_hooks_config hc = {queues, p->enforcement.queue_base,
-                                  p->enforcement.fail == RULES_FAIL_CLOSED, p->enforcement.bridges,
-                                  p->enforcement.host};
+    char ports[256];
+    if (ports_list(p, ports, sizeof(ports), err, sizeof(err)) < 0) {
+        log_warnx("%s", err);
+        status = 1;
+        goto out;
+    }
+    struct nfq_hooks_config hc = {queues,
+                                  p->enforcement.queue_base,
+                                  p->enforcement.fail == RULES_FAIL_CLOSED,
+                                  p->enforcement.bridges,
+                                  p->enforcement.host,
+                                  ports[0] ? ports : NULL};
     int hk = nfq_hooks_install(&hc, err, sizeof(err));
     if (hk < 0) {
         log_warnx("%s", err);
@@ -548,6 +660,8 @@ int sl_daemon_run(const char *config, int foreground)
     }
     if (hk > 0)
         log_warnx("%s", err);
+    if (hc.host)
+        sync_container_cgroups();
     log_info("inspecting %s%s%s on queues %u-%u (%s, fail-%s), events to %s",
              p->enforcement.bridges ? "bridged containers" : "",
              p->enforcement.bridges && p->enforcement.host ? " and " : "",
@@ -561,6 +675,8 @@ int sl_daemon_run(const char *config, int foreground)
         struct timespec tick = {HOOKS_CHECK_S, 0};
         int sig = sigtimedwait(&sigs, NULL, &tick);
         if (sig < 0) {
+            if (hc.host)
+                sync_container_cgroups();
             int n = nfq_hooks_check(&hc);
             if (n > 0)
                 log_warnx("put back %d jump%s to sluice's rules (removed by Docker or "
@@ -595,8 +711,10 @@ out:
     free(d->workers);
     if (d->eve_fd >= 0)
         close(d->eve_fd);
-    unlink(d->policy->control.pidfile);
+    unlink(pidfile);
     close(pidfd);
+    free(pidfile);
+    rules_policy_unref(p);
     free(d->eve_path);
     rules_policy_unref(d->policy);
     return status;

@@ -39,6 +39,9 @@ extern char **environ;
 
 static const char *const tools[] = {"iptables", "ip6tables"};
 
+/* The cgroup rules in SLUICE-CG now, one path per line. */
+static char cgroups_now[8192];
+
 struct hook_table {
     const char *table;
     const char *builtin; /* chain the jump goes into */
@@ -111,10 +114,15 @@ static void remove_family(const char *tool)
         run(tool, flush, NULL, 0);
         run(tool, drop, NULL, 0);
     }
+    const char *flush_cg[] = {"-F", "SLUICE-CG", NULL};
+    const char *drop_cg[] = {"-X", "SLUICE-CG", NULL};
+    run(tool, flush_cg, NULL, 0);
+    run(tool, drop_cg, NULL, 0);
 }
 
 void nfq_hooks_remove(void)
 {
+    cgroups_now[0] = '\0';
     for (size_t t = 0; t < 2; t++)
         remove_family(tools[t]);
 }
@@ -174,18 +182,21 @@ static int install_family(const char *tool, const struct nfq_hooks_config *cfg, 
     snprintf(own, sizeof(own), "0x%x/0x%x", NFQ_MARK_OWN, NFQ_MARK_OWN);
     snprintf(decided, sizeof(decided), "0x%x/0x%x", NFQ_MARK_DECIDED, NFQ_MARK_DECIDED);
     snprintf(container, sizeof(container), "0x%x/0x%x", NFQ_MARK_CONTAINER, NFQ_MARK_CONTAINER);
-    char container_bits[16];
-    snprintf(container_bits, sizeof(container_bits), "0x%x", NFQ_MARK_CONTAINER);
     queue_args(cfg, queue, range, sizeof(range));
 
     const char *m_own[] = {"-m", "mark", "--mark", own, NULL};
     const char *m_decided[] = {"-m", "connmark", "--mark", decided, NULL};
     const char *m_tcp[] = {"-p", "tcp", NULL};
+    const char *m_ports[] = {"-p", "tcp", "-m", "multiport", "--ports", cfg->ports, NULL};
+    const char *const *m_queued = cfg->ports ? m_ports : m_tcp;
     const char *m_lo[] = {"-i", "lo", NULL};
-    const char *m_cgroup[] = {"-p", "tcp", "-m", "cgroup", "--path", "docker", NULL};
-    const char *m_marked[] = {"-p", "tcp", "-m", "connmark", "--mark", container, NULL};
+    const char *t_cgroups[] = {"-j", "SLUICE-CG", NULL};
+    const char *create_cg[] = {"-N", "SLUICE-CG", NULL};
+    const char *m_marked[] = {"-p", "tcp",       "-m",      "connmark", "--mark", container,
+                              "-m", "multiport", "--ports", cfg->ports, NULL};
+    if (cfg->ports == NULL)
+        m_marked[6] = NULL; /* every port */
     const char *t_return[] = {"-j", "RETURN", NULL};
-    const char *t_mark[] = {"-j", "CONNMARK", "--or-mark", container_bits, NULL};
     char decided_bits[16];
     snprintf(decided_bits, sizeof(decided_bits), "0x%x", NFQ_MARK_DECIDED);
     const char *m_decided_pkt[] = {"-m", "mark", "--mark", decided, NULL};
@@ -199,13 +210,14 @@ static int install_family(const char *tool, const struct nfq_hooks_config *cfg, 
     }
     if (add_rule(tool, "SLUICE-FWD", m_own, t_return, err, errlen) < 0 ||
         add_rule(tool, "SLUICE-FWD", m_decided, t_return, err, errlen) < 0 ||
-        add_rule(tool, "SLUICE-FWD", m_tcp, queue, err, errlen) < 0)
+        add_rule(tool, "SLUICE-FWD", m_queued, queue, err, errlen) < 0)
         return -1;
     if (add_rule(tool, "SLUICE-POST", m_decided_pkt, t_save, err, errlen) < 0)
         return -1;
     if (cfg->host && (add_rule(tool, "SLUICE-OUT", m_own, t_return, err, errlen) < 0 ||
                       add_rule(tool, "SLUICE-OUT", m_decided, t_return, err, errlen) < 0 ||
-                      add_rule(tool, "SLUICE-OUT", m_cgroup, t_mark, err, errlen) < 0 ||
+                      run(tool, create_cg, err, errlen) != 0 ||
+                      add_rule(tool, "SLUICE-OUT", m_tcp, t_cgroups, err, errlen) < 0 ||
                       add_rule(tool, "SLUICE-OUT", m_marked, queue, err, errlen) < 0 ||
                       add_rule(tool, "SLUICE-IN", m_lo, t_return, err, errlen) < 0 ||
                       add_rule(tool, "SLUICE-IN", m_decided, t_return, err, errlen) < 0 ||
@@ -272,4 +284,34 @@ int nfq_hooks_check(const struct nfq_hooks_config *cfg)
         }
     }
     return restored;
+}
+
+/* The cgroups whose sockets are containers' (SLUICE-CG): one rule each,
+ * marking the connection so that both directions are queued. */
+
+int nfq_hooks_cgroups(const char *const *paths, size_t n)
+{
+    char want[sizeof(cgroups_now)] = "", bits[16];
+    size_t len = 0;
+    int added = 0;
+
+    for (size_t i = 0; i < n && len < sizeof(want); i++)
+        len += (size_t)snprintf(want + len, sizeof(want) - len, "%s\n", paths[i]);
+    if (strcmp(want, cgroups_now) == 0)
+        return 0;
+    snprintf(bits, sizeof(bits), "0x%x", NFQ_MARK_CONTAINER);
+    for (size_t t = 0; t < 2; t++) {
+        const char *flush[] = {"-F", "SLUICE-CG", NULL};
+        if (run(tools[t], flush, NULL, 0) != 0)
+            continue; /* not installed for this family */
+        for (size_t i = 0; i < n; i++) {
+            const char *rule[] = {"-A", "SLUICE-CG", "-m",        "cgroup", "--path", paths[i],
+                                  "-j", "CONNMARK",  "--or-mark", bits,     NULL};
+            /* A container gone since it was listed: its rule cannot be made. */
+            if (run(tools[t], rule, NULL, 0) == 0 && t == 0)
+                added++;
+        }
+    }
+    snprintf(cgroups_now, sizeof(cgroups_now), "%s", want);
+    return added;
 }

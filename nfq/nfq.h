@@ -138,12 +138,17 @@ struct nfq_hooks_config {
     int fail_closed;
     int bridges; /* bridged containers: DOCKER-USER */
     int host;    /* host-network containers: OUTPUT/INPUT by cgroup */
+    const char *ports; /* "80,443,8000:8999" (either end), NULL: every TCP port */
 };
 
 /* Installs sluice's chains and the jumps to them (iptables and ip6tables),
  * after removing any left by an earlier run: idempotent, and it never
  * touches rules of others. -1 with a reason. */
 int nfq_hooks_install(const struct nfq_hooks_config *cfg, char *err, size_t errlen);
+/* The cgroup2 paths (relative to the cgroup2 root) of containers' processes:
+ * their sockets' connections are inspected. Cheap when nothing changed;
+ * returns the number of rules made (IPv4). */
+int nfq_hooks_cgroups(const char *const *paths, size_t n);
 /* Puts back jumps that others removed (Docker rebuilds DOCKER-USER when it
  * restarts); returns how many. */
 int nfq_hooks_check(const struct nfq_hooks_config *cfg);

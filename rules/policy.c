@@ -124,11 +124,13 @@ static const struct key keys[] = {
     K_ENUM("inline.fail", enforcement.fail, "open", fail_modes),
     K_BOOL("inline.bridges", enforcement.bridges, "true"),
     K_BOOL("inline.host", enforcement.host, "true"),
+    K_NAMES("inline.ports", enforcement.ports, NULL),
 
     K_PATH("containers.docker_socket", containers.docker_socket, "/var/run/docker.sock", 0),
     K_NAMES("containers.include", containers.include, "*"),
     K_NAMES("containers.exclude", containers.exclude, NULL),
     K_NAMES("containers.audit", containers.audit, NULL),
+    K_NAMES("containers.networks", containers.networks, "*"),
 
     K_PATH("control.socket", control.socket, "/run/sluice/control.sock", 0),
     K_PATH("control.pidfile", control.pidfile, "/run/sluiced.pid", 0),

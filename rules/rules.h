@@ -91,19 +91,21 @@ struct rules_policy {
 
     /* The inline daemon: NFQUEUE workers and the rules that feed them. */
     struct {
-        enum rules_mode mode; /* default for every container */
-        unsigned queues;      /* queues (worker threads); 0: one per CPU */
-        unsigned queue_base;  /* first queue number */
-        enum rules_fail fail; /* when sluiced is down or behind */
-        int bridges;          /* inspect bridged container traffic (DOCKER-USER) */
-        int host;             /* inspect host-network containers (OUTPUT/INPUT) */
+        enum rules_mode mode;       /* default for every container */
+        unsigned queues;            /* queues (worker threads); 0: one per CPU */
+        unsigned queue_base;        /* first queue number */
+        enum rules_fail fail;       /* when sluiced is down or behind */
+        int bridges;                /* inspect bridged container traffic (DOCKER-USER) */
+        int host;                   /* inspect host-network containers (OUTPUT/INPUT) */
+        struct rules_strlist ports; /* TCP ports ("80", "8000:8999") queued; none: all */
     } enforcement;
 
     struct {
         char *docker_socket;
         struct rules_strlist include; /* container or image name masks (* and ?) */
         struct rules_strlist exclude;
-        struct rules_strlist audit; /* masks whose containers are only audited */
+        struct rules_strlist audit;    /* masks whose containers are only audited */
+        struct rules_strlist networks; /* Docker network name masks inspected */
     } containers;
 
     struct {

@@ -615,10 +615,6 @@ int sl_daemon_run(const char *config, int foreground)
     if (d->map == NULL)
         log_warnx("container map: %s (events will not name containers)", err);
 
-    struct sl_control_ops ctl = {d, ctl_status, ctl_containers, ctl_reload};
-    d->control = sl_control_start(p->control.socket, &ctl, err, sizeof(err));
-    if (d->control == NULL)
-        fatalx("%s", err);
 
     unsigned queues = p->enforcement.queues ? p->enforcement.queues : cpu_count();
     d->nworkers = queues;
@@ -662,6 +658,14 @@ int sl_daemon_run(const char *config, int foreground)
         log_warnx("%s", err);
     if (hc.host)
         sync_container_cgroups();
+    /* Last: a sluicectl status that answers means sluice is inspecting. */
+    struct sl_control_ops ctl = {d, ctl_status, ctl_containers, ctl_reload};
+    d->control = sl_control_start(p->control.socket, &ctl, err, sizeof(err));
+    if (d->control == NULL) {
+        log_warnx("%s", err);
+        status = 1;
+        goto out;
+    }
     log_info("inspecting %s%s%s on queues %u-%u (%s, fail-%s), events to %s",
              p->enforcement.bridges ? "bridged containers" : "",
              p->enforcement.bridges && p->enforcement.host ? " and " : "",

@@ -495,11 +495,42 @@ static int cgroup2_root(char *out, size_t len)
     return found;
 }
 
+/* Scope directories of one slice whose names start with prefix (and are
+ * not the runtime's own monitor, "*-conmon-*"). */
+static size_t scopes_in(const char *root, const char *slice, const char *prefix, char (*paths)[96],
+                        size_t n, size_t max)
+{
+    char dir[640];
+    struct dirent *e;
+    size_t plen = strlen(prefix);
+
+    snprintf(dir, sizeof(dir), "%s/%s", root, slice);
+    DIR *d = opendir(dir);
+    while (d && (e = readdir(d)) != NULL && n < max) {
+        size_t l = strlen(e->d_name);
+        if (strncmp(e->d_name, prefix, plen) == 0 && l > plen + 6 &&
+            strcmp(e->d_name + l - 6, ".scope") == 0 && !strstr(e->d_name, "-conmon-") &&
+            strlen(slice) + l + 2 < 96) {
+            char *out = paths[n++];
+            size_t sl = strlen(slice);
+            memcpy(out, slice, sl); /* lengths checked just above */
+            out[sl] = '/';
+            memcpy(out + sl + 1, e->d_name, l + 1);
+        }
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 /* cgroup2 paths holding containers' processes: Docker's cgroupfs driver
- * puts them all under docker/, the systemd driver makes one scope each in
- * system.slice (matched one by one, as the slice holds host services too). */
+ * puts them all under docker/, Kubernetes (containerd, CRI-O) under
+ * kubepods; the systemd driver makes one scope each in system.slice (Docker)
+ * or machine.slice (podman), matched one by one since those slices hold
+ * host services and virtual machines too. */
 static void sync_container_cgroups(void)
 {
+    static const char *const whole[] = {"docker", "kubepods", "kubepods.slice"};
     static char paths[256][96];
     const char *v[256];
     char root[512], dir[640];
@@ -508,20 +539,13 @@ static void sync_container_cgroups(void)
 
     if (!cgroup2_root(root, sizeof(root)))
         return;
-    snprintf(dir, sizeof(dir), "%s/docker", root);
-    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
-        snprintf(paths[n++], sizeof(paths[0]), "docker");
-    snprintf(dir, sizeof(dir), "%s/system.slice", root);
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL && n < 256) {
-        size_t l = strlen(e->d_name);
-        if (strncmp(e->d_name, "docker-", 7) == 0 && l > 13 &&
-            strcmp(e->d_name + l - 6, ".scope") == 0 && l < sizeof(paths[0]) - 14)
-            snprintf(paths[n++], sizeof(paths[0]), "system.slice/%s", e->d_name);
+    for (size_t i = 0; i < sizeof(whole) / sizeof(whole[0]); i++) {
+        snprintf(dir, sizeof(dir), "%s/%s", root, whole[i]);
+        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+            snprintf(paths[n++], sizeof(paths[0]), "%s", whole[i]);
     }
-    if (d)
-        closedir(d);
+    n = scopes_in(root, "system.slice", "docker-", paths, n, 256);
+    n = scopes_in(root, "machine.slice", "libpod-", paths, n, 256);
     for (size_t i = 0; i < n; i++)
         v[i] = paths[i];
     nfq_hooks_cgroups(v, n);
@@ -614,7 +638,6 @@ int sl_daemon_run(const char *config, int foreground)
     d->map = sl_container_map_new(p->containers.docker_socket, err, sizeof(err));
     if (d->map == NULL)
         log_warnx("container map: %s (events will not name containers)", err);
-
 
     unsigned queues = p->enforcement.queues ? p->enforcement.queues : cpu_count();
     d->nworkers = queues;

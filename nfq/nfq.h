@@ -136,8 +136,8 @@ void nfq_inline_stats(struct nfq_inline *q, unsigned i, struct nfq_queue_stats *
 struct nfq_hooks_config {
     unsigned queues, queue_base;
     int fail_closed;
-    int bridges; /* bridged containers: DOCKER-USER */
-    int host;    /* host-network containers: OUTPUT/INPUT by cgroup */
+    int bridges;       /* bridged containers: DOCKER-USER */
+    int host;          /* host-network containers: OUTPUT/INPUT by cgroup */
     const char *ports; /* "80,443,8000:8999" (either end), NULL: every TCP port */
 };
 

@@ -719,3 +719,14 @@ void sl_container_map_json(struct sl_container_map *m, struct json *j)
     json_array_end(j);
     pthread_rwlock_unlock(&m->lock);
 }
+
+size_t sl_container_list(struct sl_container_map *m, struct sl_container *out, size_t max)
+{
+    size_t n = 0;
+
+    pthread_rwlock_rdlock(&m->lock);
+    for (size_t i = 0; i < m->n && n < max; i++)
+        out[n++] = m->entries[i]->c;
+    pthread_rwlock_unlock(&m->lock);
+    return n;
+}

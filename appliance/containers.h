@@ -56,6 +56,9 @@ int sl_container_by_socket(struct sl_container_map *m, int family, int l4proto,
  * -1 if the prefix is ambiguous. */
 int sl_container_find(struct sl_container_map *m, const char *id_or_name, struct sl_container *out);
 
+/* The running containers known now, at most max of them. */
+size_t sl_container_list(struct sl_container_map *m, struct sl_container *out, size_t max);
+
 /* Every known container as a JSON array member "containers" of j (id, name,
  * image, runtime, networks with addresses, state), and "docker": "up" or
  * "down (reason)". For `sluicectl containers`. */

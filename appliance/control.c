@@ -182,6 +182,26 @@ static void run_command(struct sl_control *c, char *line)
         op = c->ops.containers;
     else if (strcmp(cmd, "reload") == 0)
         op = c->ops.reload;
+    if (op == NULL && c->ops.command) {
+        char *words[8] = {cmd};
+        int n = 1;
+        for (char *w = extra; w && n < 8; w = strtok_r(NULL, blanks, &save))
+            words[n++] = w;
+        json_reset(&c->reply);
+        json_object_begin(&c->reply, NULL);
+        json_bool(&c->reply, "ok", 1);
+        int rc = c->ops.command(c->ops.ctx, n, words, &c->reply, err, sizeof(err));
+        if (rc == 0) {
+            json_object_end(&c->reply);
+            if (c->reply.failed || c->reply.depth != 0 || c->reply.len > CONTROL_MAX_REPLY)
+                reply_error(&c->reply, "%s: the reply could not be built", cmd);
+            return;
+        }
+        if (err[0] != '\0') {
+            reply_error(&c->reply, "%s", err);
+            return;
+        }
+    }
     /* sluicectl tells an older daemon by this wording: keep it. */
     if (op == NULL) {
         reply_error(&c->reply, "unknown command '%.64s'", cmd);

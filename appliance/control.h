@@ -23,6 +23,9 @@ struct sl_control_ops {
     int (*status)(void *ctx, struct json *reply, char *err, size_t errlen);
     int (*containers)(void *ctx, struct json *reply, char *err, size_t errlen);
     int (*reload)(void *ctx, struct json *reply, char *err, size_t errlen);
+    /* Any other command, split into words (at most 8); NULL or a reply of
+     * "unknown command" for words it does not know. */
+    int (*command)(void *ctx, int argc, char **argv, struct json *reply, char *err, size_t errlen);
 };
 
 struct sl_control;

@@ -16,7 +16,9 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <fnmatch.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -29,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ca_install.h"
 #include "containers.h"
 #include "control.h"
 #include "dpi.h"
@@ -37,6 +40,7 @@
 #include "log.h"
 #include "nfq.h"
 #include "rules.h"
+#include "tls.h"
 
 #define EVQ_MAX_BYTES (256u << 20) /* events waiting for the disk */
 #define FLOW_CACHE    256          /* per worker, direct-mapped by flow id */
@@ -74,6 +78,12 @@ struct daemon {
     struct nfq_inline *q;
     struct worker_ctx *workers;
     unsigned nworkers;
+    struct tls_ca *ca; /* NULL when TLS is not intercepted */
+    struct tls_forge *forge;
+    struct tls_proxy *tls;
+    struct tls_upstream_policy upstream;
+    struct tls_worker *tls_workers;
+    unsigned ntls;
 
     /* event writer */
     pthread_mutex_t evq_lock;
@@ -127,29 +137,28 @@ static int network_match(const struct rules_strlist *masks, const struct sl_cont
     return 0;
 }
 
-/* inline.ports as iptables' multiport list: "80,8000:8999". At most 15
- * ports (a range counts two), each 1..65535. */
-static int ports_list(const struct rules_policy *p, char *out, size_t len, char *err, size_t errlen)
+/* A policy list of ports as iptables' multiport list: "80,8000:8999". At
+ * most 15 ports (a range counts two), each 1..65535. */
+static int ports_list(const struct rules_policy *p, const struct rules_strlist *ports,
+                      const char *key, char *out, size_t len, char *err, size_t errlen)
 {
     size_t used = 0;
     unsigned slots = 0;
 
     out[0] = '\0';
-    for (size_t i = 0; i < p->enforcement.ports.n; i++) {
-        const struct rules_str *s = &p->enforcement.ports.v[i];
+    for (size_t i = 0; i < ports->n; i++) {
+        const struct rules_str *s = &ports->v[i];
         unsigned a, b;
         char tail;
         int n = sscanf(s->s, "%u:%u%c", &a, &b, &tail);
         if (n != 2 && !(sscanf(s->s, "%u%c", &a, &tail) == 1 && (b = a, 1))) {
-            snprintf(err, errlen,
-                     "%s:%d:%d: inline.ports: '%s' is not a port or a range (80, 8000:8999)",
-                     p->path, s->line, s->column, s->s);
+            snprintf(err, errlen, "%s:%d:%d: %s: '%s' is not a port or a range (80, 8000:8999)",
+                     p->path, s->line, s->column, key, s->s);
             return -1;
         }
         slots += a == b ? 1 : 2;
         if (a == 0 || b > 65535 || a > b || slots > 15) {
-            snprintf(err, errlen, "%s:%d:%d: inline.ports: '%s': %s", p->path, s->line, s->column,
-                     s->s,
+            snprintf(err, errlen, "%s:%d:%d: %s: '%s': %s", p->path, s->line, s->column, key, s->s,
                      slots > 15 ? "more than 15 ports (a range counts two)"
                                 : "ports are 1..65535, low:high");
             return -1;
@@ -166,19 +175,20 @@ static int ports_list(const struct rules_policy *p, char *out, size_t len, char 
 static void owner_resolve(struct worker_ctx *w, const struct dpi_flow_meta *m, struct flow_owner *o)
 {
     struct daemon *d = w->d;
-    int found = 0;
 
     memset(o, 0, sizeof(*o));
     o->flow_id = m->flow_id;
     if (d->map) {
-        /* The client side first: the container that downloads or uploads. */
-        found = sl_container_by_addr(d->map, m->family, m->src, &o->c) ||
-                sl_container_by_addr(d->map, m->family, m->dst, &o->c);
-        if (!found && (m->l4proto == IPPROTO_TCP || m->l4proto == IPPROTO_UDP))
-            found = sl_container_by_socket(d->map, m->family, m->l4proto, m->src, m->sport, m->dst,
-                                           m->dport, &o->c) ||
-                    sl_container_by_socket(d->map, m->family, m->l4proto, m->dst, m->dport, m->src,
-                                           m->sport, &o->c);
+        /* The client side first, the container that downloads or uploads:
+         * by its address on a Docker network, else (host network) by the
+         * socket; then the server side the same way. */
+        int sockets = m->l4proto == IPPROTO_TCP || m->l4proto == IPPROTO_UDP;
+        if (!sl_container_by_addr(d->map, m->family, m->src, &o->c) &&
+            !(sockets && sl_container_by_socket(d->map, m->family, m->l4proto, m->src, m->sport,
+                                                m->dst, m->dport, &o->c)) &&
+            !sl_container_by_addr(d->map, m->family, m->dst, &o->c) && sockets)
+            sl_container_by_socket(d->map, m->family, m->l4proto, m->dst, m->dport, m->src,
+                                   m->sport, &o->c);
     }
     struct rules_policy *p = policy_get(d);
     o->inspected = masks_match(&p->containers.include, &o->c) &&
@@ -321,7 +331,7 @@ static void on_event(void *ctx, const struct dpi_event *ev)
     struct flow_owner *o = owner_of(w, ev->meta);
 
     if (o->inspected) {
-        eve_format(&w->j, ev, o->mode, &o->c);
+        eve_format(&w->j, ev, o->mode, &o->c, NULL);
         if (!w->j.failed) {
             evq_push(d, w->j.buf, w->j.len);
             atomic_fetch_add(&d->events, 1);
@@ -379,6 +389,311 @@ static int ops_enforce(void *ctx, const struct dpi_flow *f)
     return o->inspected && o->mode == EVE_ENFORCE;
 }
 
+/* --- TLS interception ------------------------------------------------------------ */
+
+/* One proxy thread's engine; connections of that thread only. */
+struct tls_worker {
+    struct daemon *d;
+    struct worker_ctx owners; /* its own container cache */
+    struct dpi_engine *engine;
+    struct rules_policy *policy;
+    uint64_t next_id;
+};
+
+/* One intercepted connection. */
+struct tls_conn {
+    struct tls_worker *w;
+    struct dpi_flow *flow;
+    struct dpi_flow_meta meta;
+    struct dpi_tls_facts facts;
+    char sni[256], version[16];
+    char signature[128];
+    int enforce;
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void meta_from(struct dpi_flow_meta *m, const struct sockaddr *client,
+                      const struct sockaddr *server)
+{
+    memset(m, 0, sizeof(*m));
+    m->l4proto = IPPROTO_TCP;
+    if (client->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *c = (const void *)client, *s = (const void *)server;
+        m->family = 6;
+        memcpy(m->src, &c->sin6_addr, 16);
+        memcpy(m->dst, &s->sin6_addr, 16);
+        m->sport = ntohs(c->sin6_port);
+        m->dport = ntohs(s->sin6_port);
+    } else {
+        const struct sockaddr_in *c = (const void *)client, *s = (const void *)server;
+        m->family = 4;
+        memcpy(m->src, &c->sin_addr, 4);
+        memcpy(m->dst, &s->sin_addr, 4);
+        m->sport = ntohs(c->sin_port);
+        m->dport = ntohs(s->sin_port);
+    }
+}
+
+static void tls_on_event(void *ctx, const struct dpi_event *ev)
+{
+    struct tls_worker *w = ctx;
+    struct tls_conn *c = ev->meta->user;
+    struct flow_owner *o = owner_of(&w->owners, ev->meta);
+
+    if (ev->alert && ev->alert->action == RULES_ACTION_BLOCK && c && !c->signature[0])
+        snprintf(c->signature, sizeof(c->signature), "%s", ev->alert->signature);
+    if (!o->inspected)
+        return;
+    eve_format(&w->owners.j, ev, o->mode, &o->c, c ? &c->facts : NULL);
+    if (!w->owners.j.failed) {
+        evq_push(w->d, w->owners.j.buf, w->owners.j.len);
+        atomic_fetch_add(&w->d->events, 1);
+    }
+    if (ev->alert) {
+        atomic_fetch_add(&w->d->alerts, 1);
+        if (ev->alert->action == RULES_ACTION_BLOCK && o->mode == EVE_ENFORCE)
+            atomic_fetch_add(&w->d->blocked, 1);
+    }
+    if (ev->type == DPI_EVENT_FLOW)
+        o->flow_id = 0;
+}
+
+static struct tls_worker *tls_worker_of(struct daemon *d, unsigned worker)
+{
+    struct tls_worker *w = &d->tls_workers[worker];
+    char err[256];
+
+    if (w->engine == NULL) {
+        w->policy = policy_get(d);
+        w->engine = dpi_engine_new(w->policy, tls_on_event, w, err, sizeof(err));
+        if (w->engine == NULL) {
+            log_warnx("TLS worker %u: %s", worker, err);
+            rules_policy_unref(w->policy);
+            w->policy = NULL;
+            return NULL;
+        }
+    }
+    return w;
+}
+
+static int sni_bypassed(const struct rules_policy *p, const char *sni)
+{
+    for (size_t i = 0; i < p->tls.bypass_sni.n; i++)
+        if (sni[0] && fnmatch(p->tls.bypass_sni.v[i].s, sni, FNM_CASEFOLD) == 0)
+            return 1;
+    return 0;
+}
+
+static enum tls_proxy_action tls_decide(void *ctx, const struct tls_proxy_peer *peer)
+{
+    struct daemon *d = ctx;
+    struct tls_worker *w = &d->tls_workers[peer->worker];
+    struct dpi_flow_meta m;
+
+    if (peer->hello == NULL)
+        return TLS_PROXY_SPLICE; /* not TLS: relayed as it is */
+    meta_from(&m, peer->client, peer->server);
+    m.flow_id = ++w->next_id;
+    struct flow_owner *o = owner_of(&w->owners, &m);
+    struct rules_policy *p = policy_get(d);
+    int splice = !o->inspected || sni_bypassed(p, peer->sni) ||
+                 masks_match(&p->tls.bypass_containers, &o->c);
+    rules_policy_unref(p);
+    o->flow_id = 0;
+    return splice ? TLS_PROXY_SPLICE : TLS_PROXY_INTERCEPT;
+}
+
+static void *tls_open(void *ctx, const struct tls_proxy_peer *peer)
+{
+    struct daemon *d = ctx;
+    struct tls_worker *w = tls_worker_of(d, peer->worker);
+    struct tls_conn *c = w ? calloc(1, sizeof(*c)) : NULL;
+
+    if (c == NULL)
+        return NULL;
+    c->w = w;
+    meta_from(&c->meta, peer->client, peer->server);
+    /* Ids apart from the NFQUEUE workers' (worker << 40, worker < 64). */
+    c->meta.flow_id = ((uint64_t)(128 + peer->worker) << 40) | ++w->next_id;
+    c->meta.user = c;
+    snprintf(c->sni, sizeof(c->sni), "%s", peer->sni ? peer->sni : "");
+    dpi_tls_version_name((uint16_t)peer->version, c->version, sizeof(c->version));
+    c->facts.sni = c->sni;
+    c->facts.version = c->version;
+    c->facts.alpn = "http/1.1";
+    c->facts.intercepted = 1;
+    struct flow_owner *o = owner_of(&w->owners, &c->meta);
+    c->enforce = o->inspected && o->mode == EVE_ENFORCE;
+    c->flow = dpi_flow_new(w->engine, &c->meta);
+    if (c->flow == NULL) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int tls_data(void *ctx, void *h, int dir, const uint8_t *p, size_t n)
+{
+    struct tls_conn *c = h;
+    (void)ctx;
+    enum dpi_verdict v = dpi_flow_stream(c->w->engine, c->flow, (enum dpi_dir)dir, p, n, now_us());
+    return v == DPI_BLOCK && c->enforce;
+}
+
+static int tls_holding(void *ctx, void *h, int dir)
+{
+    struct tls_conn *c = h;
+    (void)ctx;
+    /* Only worth the wait when a match would be blocked. */
+    return c->enforce && dpi_flow_mid_message(c->flow, (enum dpi_dir)dir);
+}
+
+static int tls_end(void *ctx, void *h, int dir)
+{
+    struct tls_conn *c = h;
+    (void)ctx;
+    enum dpi_verdict v = dpi_flow_stream_end(c->w->engine, c->flow, (enum dpi_dir)dir, now_us());
+    return v == DPI_BLOCK && c->enforce;
+}
+
+static size_t tls_block_page(void *ctx, void *h, char *buf, size_t len)
+{
+    struct tls_conn *c = h;
+    char body[1024];
+    (void)ctx;
+    int n =
+        snprintf(body, sizeof(body),
+                 "<!DOCTYPE html>\n<html><head><title>Blocked by sluice</title></head><body>\n"
+                 "<h1>Blocked by sluice</h1>\n<p>This download was blocked: it matched "
+                 "<b>%s</b>.</p>\n<p>Report: flow %llu (sluicectl reports).</p>\n</body></html>\n",
+                 c->signature[0] ? c->signature : "the inspection policy",
+                 (unsigned long long)c->meta.flow_id);
+    int m = snprintf(buf, len,
+                     "HTTP/1.1 403 Forbidden\r\nContent-Type: text/html; charset=utf-8\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n"
+                     "X-Sluice-Signature: %s\r\n\r\n%s",
+                     n, c->signature[0] ? c->signature : "policy", body);
+    return m > 0 && (size_t)m < len ? (size_t)m : 0;
+}
+
+static void tls_refused(void *ctx, const struct tls_proxy_peer *peer, const char *why)
+{
+    struct daemon *d = ctx;
+    struct tls_worker *w = &d->tls_workers[peer->worker];
+    struct dpi_flow_meta m;
+    char sig[384], version[16];
+
+    meta_from(&m, peer->client, peer->server);
+    m.flow_id = ((uint64_t)(128 + peer->worker) << 40) | ++w->next_id;
+    snprintf(sig, sizeof(sig), "TLS upstream refused: %s", why);
+    struct dpi_alert_facts a = {sig, "tls-upstream", 2, RULES_ACTION_BLOCK, "tls"};
+    struct dpi_tls_facts facts = {
+        .sni = peer->sni,
+        .version = dpi_tls_version_name((uint16_t)peer->version, version, sizeof(version))};
+    struct dpi_event ev = {.type = DPI_EVENT_ALERT,
+                           .ts_us = now_us(),
+                           .app_proto = "tls",
+                           .meta = &m,
+                           .tls = &facts,
+                           .alert = &a};
+    struct flow_owner *o = owner_of(&w->owners, &m);
+    /* Refusing is not a policy choice: it is always enforced. */
+    eve_format(&w->owners.j, &ev, EVE_ENFORCE, &o->c, NULL);
+    o->flow_id = 0;
+    if (!w->owners.j.failed) {
+        evq_push(d, w->owners.j.buf, w->owners.j.len);
+        atomic_fetch_add(&d->events, 1);
+        atomic_fetch_add(&d->alerts, 1);
+        atomic_fetch_add(&d->blocked, 1);
+    }
+}
+
+static void tls_close(void *ctx, void *h)
+{
+    struct tls_conn *c = h;
+    (void)ctx;
+    dpi_flow_end(c->w->engine, c->flow, now_us());
+    dpi_flow_free(c->w->engine, c->flow);
+    free(c);
+}
+
+static int tls_start(struct daemon *d, const struct rules_policy *p, unsigned cpus, char *err,
+                     size_t errlen)
+{
+    char why[400];
+
+    d->ca = tls_ca_open(p->tls.state_dir, p->tls.ca_rotate_days, p->tls.ca_grace_days, why,
+                        sizeof(why));
+    if (d->ca == NULL) {
+        snprintf(err, errlen, "TLS interception: %s", why);
+        return -1;
+    }
+    d->forge = tls_forge_new(d->ca, 10000);
+    d->upstream.ca_file = p->tls.upstream_ca_file;
+    d->upstream.min_rsa_bits = 2048;
+    d->upstream.min_ec_bits = 256;
+    d->ntls = p->tls.workers ? p->tls.workers : cpus;
+    d->tls_workers = calloc(d->ntls, sizeof(*d->tls_workers));
+    if (d->forge == NULL || d->tls_workers == NULL) {
+        snprintf(err, errlen, "TLS interception: out of memory");
+        return -1;
+    }
+    for (unsigned i = 0; i < d->ntls; i++) {
+        d->tls_workers[i].d = d;
+        d->tls_workers[i].owners.d = d;
+        json_init(&d->tls_workers[i].owners.j);
+    }
+    struct tls_proxy_config cfg = {
+        .port = (uint16_t)p->tls.proxy_port,
+        .workers = d->ntls,
+        .max_conns = 10000,
+        .idle_ms = 300000,
+        .handshake_ms = 10000,
+        .hold_limit = p->limits.body,
+        .upstream_mark = NFQ_MARK_OWN,
+        .forge = d->forge,
+        .ca = d->ca,
+        .upstream = &d->upstream,
+    };
+    struct tls_proxy_ops ops = {d,       tls_decide,     tls_open,    tls_data, tls_holding,
+                                tls_end, tls_block_page, tls_refused, tls_close};
+    d->tls = tls_proxy_start(&cfg, &ops, why, sizeof(why));
+    if (d->tls == NULL) {
+        snprintf(err, errlen, "TLS proxy: %s", why);
+        return -1;
+    }
+    log_info("TLS interception on port %u, CA %s (sluicectl ca export)", p->tls.proxy_port,
+             tls_ca_fingerprint(d->ca));
+    return 0;
+}
+
+static void tls_stop(struct daemon *d)
+{
+    if (d->tls)
+        tls_proxy_stop(d->tls); /* closes connections: their events are written */
+    d->tls = NULL;
+    for (unsigned i = 0; d->tls_workers && i < d->ntls; i++) {
+        struct tls_worker *w = &d->tls_workers[i];
+        if (w->engine)
+            dpi_engine_free(w->engine);
+        if (w->policy)
+            rules_policy_unref(w->policy);
+        json_free(&w->owners.j);
+    }
+    free(d->tls_workers);
+    d->tls_workers = NULL;
+    tls_forge_free(d->forge);
+    tls_ca_free(d->ca);
+    d->forge = NULL;
+    d->ca = NULL;
+}
+
 /* --- control socket -------------------------------------------------------------- */
 
 static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
@@ -412,6 +727,21 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
         json_object_end(r);
     }
     json_array_end(r);
+    if (d->tls) {
+        struct tls_proxy_stats ts;
+        tls_proxy_stats(d->tls, &ts);
+        json_object_begin(r, "tls");
+        json_uint(r, "port", tls_proxy_port(d->tls));
+        json_string(r, "ca", tls_ca_fingerprint(d->ca));
+        json_uint(r, "connections", ts.connections);
+        json_uint(r, "intercepted", ts.intercepted);
+        json_uint(r, "spliced", ts.spliced);
+        json_uint(r, "refused", ts.refused);
+        json_uint(r, "blocked", ts.blocked);
+        json_uint(r, "open", ts.open);
+        json_uint(r, "forged_leaves", tls_forge_entries(d->forge));
+        json_object_end(r);
+    }
     json_uint(r, "events", atomic_load(&d->events));
     json_uint(r, "alerts", atomic_load(&d->alerts));
     json_uint(r, "blocked", atomic_load(&d->blocked));
@@ -551,6 +881,107 @@ static void sync_container_cgroups(void)
     nfq_hooks_cgroups(v, n);
 }
 
+/* --- the interception CA ------------------------------------------------------------ */
+
+/* ca install X|--all: through the Docker API, one container at a time. */
+static int ca_install(struct daemon *d, const char *which, struct json *r, char *err, size_t errlen)
+{
+    static struct sl_container list[512];
+    size_t n = 0, failed = 0;
+
+    if (d->map == NULL) {
+        snprintf(err, errlen, "the container map is not running");
+        return -1;
+    }
+    if (strcmp(which, "--all") == 0) {
+        n = sl_container_list(d->map, list, sizeof(list) / sizeof(list[0]));
+    } else {
+        int found = sl_container_find(d->map, which, &list[0]);
+        if (found <= 0) {
+            snprintf(err, errlen,
+                     found < 0 ? "'%s' names several containers: give more of the ID"
+                               : "no running container '%s'",
+                     which);
+            return -1;
+        }
+        n = 1;
+    }
+    struct rules_policy *p = policy_get(d);
+    char msg[1024] = "";
+    json_array_begin(r, "results");
+    for (size_t i = 0; i < n; i++) {
+        int rc = sl_ca_install(p->containers.docker_socket, list[i].id, tls_ca_pem(d->ca), msg,
+                               sizeof(msg));
+        json_object_begin(r, NULL);
+        json_string(r, "container", list[i].name[0] ? list[i].name : list[i].id);
+        json_string(r, "id", list[i].id);
+        json_bool(r, "installed", rc == 0);
+        json_string(r, "message", msg);
+        json_object_end(r);
+        log_info("ca install %s: %s", list[i].name, msg);
+        failed += rc != 0;
+    }
+    json_array_end(r);
+    rules_policy_unref(p);
+    if (failed && n == 1) {
+        snprintf(err, errlen, "%s: %s", list[0].name, msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int ctl_command(void *ctx, int argc, char **argv, struct json *r, char *err, size_t errlen)
+{
+    struct daemon *d = ctx;
+
+    if (strcmp(argv[0], "ca") != 0 || argc < 2)
+        return -1; /* not ours: "unknown command" */
+    if (d->ca == NULL) {
+        snprintf(err, errlen, "TLS interception is off (tls.intercept: false): there is no CA");
+        return -1;
+    }
+    if (strcmp(argv[1], "export") == 0 && argc == 2) {
+        json_string(r, "pem", tls_ca_pem(d->ca));
+        json_string(r, "fingerprint", tls_ca_fingerprint(d->ca));
+        return 0;
+    }
+    if (strcmp(argv[1], "install") == 0 && argc == 3)
+        return ca_install(d, argv[2], r, err, errlen);
+    snprintf(err, errlen, "usage: ca export | ca install CONTAINER|--all");
+    return -1;
+}
+
+/* tls.auto_install: the CA into every container seen running, once per
+ * container ID (a failure is logged once too). */
+static void auto_install(struct daemon *d)
+{
+    static char done[1024][65];
+    static size_t ndone;
+    static struct sl_container list[256];
+
+    if (d->ca == NULL || d->map == NULL)
+        return;
+    struct rules_policy *p = policy_get(d);
+    size_t n = p->tls.auto_install ? sl_container_list(d->map, list, 256) : 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < ndone && strcmp(done[k], list[i].id) != 0)
+            k++;
+        if (k < ndone)
+            continue;
+        char msg[1024];
+        int rc = sl_ca_install(p->containers.docker_socket, list[i].id, tls_ca_pem(d->ca), msg,
+                               sizeof(msg));
+        if (rc == 0)
+            log_info("CA installed in %s: %s", list[i].name, msg);
+        else
+            log_warnx("CA not installed in %s: %s", list[i].name, msg);
+        memcpy(done[ndone % 1024], list[i].id, sizeof(done[0])); /* both char[65] */
+        ndone = ndone < 1024 ? ndone + 1 : ndone;
+    }
+    rules_policy_unref(p);
+}
+
 /* --- pid file ---------------------------------------------------------------------- */
 
 /* Locked for the daemon's life: a second sluiced finds it locked; after a
@@ -659,8 +1090,16 @@ int sl_daemon_run(const char *config, int foreground)
         goto out;
     }
     /* Queues first, rules second: no packet waits for a queue nobody reads. */
-    char ports[256];
-    if (ports_list(p, ports, sizeof(ports), err, sizeof(err)) < 0) {
+    char ports[256], tls_ports[256];
+    if (ports_list(p, &p->enforcement.ports, "inline.ports", ports, sizeof(ports), err,
+                   sizeof(err)) < 0 ||
+        ports_list(p, &p->tls.ports, "tls.ports", tls_ports, sizeof(tls_ports), err, sizeof(err)) <
+            0) {
+        log_warnx("%s", err);
+        status = 1;
+        goto out;
+    }
+    if (p->tls.intercept && tls_start(d, p, queues, err, sizeof(err)) < 0) {
         log_warnx("%s", err);
         status = 1;
         goto out;
@@ -670,7 +1109,9 @@ int sl_daemon_run(const char *config, int foreground)
                                   p->enforcement.fail == RULES_FAIL_CLOSED,
                                   p->enforcement.bridges,
                                   p->enforcement.host,
-                                  ports[0] ? ports : NULL};
+                                  ports[0] ? ports : NULL,
+                                  d->tls ? p->tls.proxy_port : 0,
+                                  tls_ports};
     int hk = nfq_hooks_install(&hc, err, sizeof(err));
     if (hk < 0) {
         log_warnx("%s", err);
@@ -682,7 +1123,7 @@ int sl_daemon_run(const char *config, int foreground)
     if (hc.host)
         sync_container_cgroups();
     /* Last: a sluicectl status that answers means sluice is inspecting. */
-    struct sl_control_ops ctl = {d, ctl_status, ctl_containers, ctl_reload};
+    struct sl_control_ops ctl = {d, ctl_status, ctl_containers, ctl_reload, ctl_command};
     d->control = sl_control_start(p->control.socket, &ctl, err, sizeof(err));
     if (d->control == NULL) {
         log_warnx("%s", err);
@@ -704,6 +1145,7 @@ int sl_daemon_run(const char *config, int foreground)
         if (sig < 0) {
             if (hc.host)
                 sync_container_cgroups();
+            auto_install(d);
             int n = nfq_hooks_check(&hc);
             if (n > 0)
                 log_warnx("put back %d jump%s to sluice's rules (removed by Docker or "
@@ -723,6 +1165,8 @@ out:
     /* Rules first: from here traffic passes without sluice. */
     nfq_hooks_remove();
     nfq_inline_stop(d->q); /* open flows end: their events are written */
+    if (d->tls_workers)
+        tls_stop(d);
     sl_control_stop(d->control);
     sl_container_map_free(d->map);
     pthread_mutex_lock(&d->evq_lock);

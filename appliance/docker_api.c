@@ -158,15 +158,31 @@ static char *read_line(struct docker_http *h, char *err, size_t errlen)
 int docker_get_begin(struct docker_http *h, const char *target, int *status, char *err,
                      size_t errlen)
 {
+    return docker_request_begin(h, "GET", target, NULL, NULL, 0, status, err, errlen);
+}
+
+int docker_request_begin(struct docker_http *h, const char *method, const char *target,
+                         const char *content_type, const void *body, size_t bodylen, int *status,
+                         char *err, size_t errlen)
+{
     char req[2048];
     char *line;
     int n, minor;
 
-    n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: docker\r\nUser-Agent: sluice\r\n\r\n",
-                 target);
+    if (content_type)
+        n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.1\r\nHost: docker\r\nUser-Agent: sluice\r\n"
+                     "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+                     method, target, content_type, bodylen);
+    else
+        n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.1\r\nHost: docker\r\nUser-Agent: sluice\r\n\r\n", method,
+                     target);
     if (n < 0 || (size_t)n >= sizeof(req))
         return failf(err, errlen, "request target too long");
     if (send_all(h, req, (size_t)n, err, errlen) != 0)
+        return -1;
+    if (bodylen && send_all(h, body, bodylen, err, errlen) != 0)
         return -1;
 
     line = read_line(h, err, errlen);

@@ -1,5 +1,6 @@
 /*
- * HTTP/1.1 client for the Docker Engine API on its unix socket: GET only,
+ * HTTP/1.1 client for the Docker Engine API on its unix socket (GET, and
+ * requests with a body for exec and archives),
  * keep-alive, bodies framed by Content-Length, chunked or the end of the
  * connection. Used by the container map's thread alone: every wait polls a
  * stop descriptor too, so the map can end the thread at any time.
@@ -32,6 +33,11 @@ int docker_connect(struct docker_http *h, const char *sock_path, int stop_fd, in
                    char *err, size_t errlen);
 void docker_close(struct docker_http *h);
 
+/* Sends a request (body with its type, or none) and reads the status line
+ * and headers. */
+int docker_request_begin(struct docker_http *h, const char *method, const char *target,
+                         const char *content_type, const void *body, size_t bodylen, int *status,
+                         char *err, size_t errlen);
 /* Sends GET target and reads the status line and headers. */
 int docker_get_begin(struct docker_http *h, const char *target, int *status, char *err,
                      size_t errlen);

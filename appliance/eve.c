@@ -136,6 +136,12 @@ static void format_tls(struct json *j, const struct dpi_tls_facts *t)
     json_string(j, "version", t->version);
     if (t->alpn && t->alpn[0])
         json_string(j, "alpn", t->alpn);
+    if (t->intercepted)
+        json_bool(j, "intercepted", 1);
+    if (t->ja3_hash == NULL) { /* facts of an intercepted flow: no hello here */
+        json_object_end(j);
+        return;
+    }
     json_object_begin(j, "ja3");
     json_string(j, "hash", t->ja3_hash);
     if (t->ja3_string) /* absent when the facts come from nDPI (QUIC, DTLS) */
@@ -187,7 +193,7 @@ static void format_container(struct json *j, const struct sl_container *c)
 }
 
 void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode,
-                const struct sl_container *container)
+                const struct sl_container *container, const struct dpi_tls_facts *tls)
 {
     const struct dpi_flow_meta *m = ev->meta;
     char buf[64];
@@ -222,8 +228,8 @@ void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode,
         format_http(j, ev->http);
     if (ev->body)
         format_fileinfo(j, ev->body);
-    if (ev->tls)
-        format_tls(j, ev->tls);
+    if (ev->tls || tls)
+        format_tls(j, ev->tls ? ev->tls : tls);
     if (ev->type == DPI_EVENT_FLOW)
         format_flow(j, ev->stats);
     if (ev->ndpi)
@@ -281,7 +287,7 @@ fail:
 
 int eve_write(struct eve *ev, const struct dpi_event *e, enum eve_mode mode)
 {
-    eve_format(&ev->j, e, mode, NULL);
+    eve_format(&ev->j, e, mode, NULL, NULL);
     if (ev->j.failed) {
         ev->failed++;
         return -1;

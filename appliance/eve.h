@@ -29,9 +29,11 @@ struct eve {
 /* path "-" is stdout. Creates the parent folder if missing. */
 struct eve *eve_open(const char *path, char *err, size_t errlen);
 void eve_close(struct eve *ev);
-/* Formats one event into j (reset first); container may be NULL. */
+/* Formats one event into j (reset first). container, and tls (the facts of
+ * an intercepted connection, for events that have none of their own), may
+ * be NULL. */
 void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode,
-                const struct sl_container *container);
+                const struct sl_container *container, const struct dpi_tls_facts *tls);
 /* Formats and writes one line; -1 if the write failed (counted). */
 int eve_write(struct eve *ev, const struct dpi_event *e, enum eve_mode mode);
 /* Writes one formatted line (without its newline). */

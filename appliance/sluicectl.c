@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "control.h"
 #include "jsonp.h"
@@ -668,6 +669,54 @@ static int plain_command(int argc, char **argv, const char *socket, int json)
     return control_command(socket, argv[0], argv[0], json);
 }
 
+/* ca export [-o FILE]: the CA's PEM, to standard output or a file (written
+ * whole or not at all). */
+static int ca_export_command(int argc, char **argv, const char *socket, int json)
+{
+    const char *out = NULL;
+    char err[512];
+
+    if (argc == 4 && strcmp(argv[2], "-o") == 0)
+        out = argv[3];
+    else if (argc != 2)
+        return usage_error("ca export: the only option is -o FILE");
+    char *reply = sl_control_call(socket, "ca export", CALL_MS, err, sizeof(err));
+    if (reply == NULL) {
+        log_warnx("%s", err);
+        return CTL_FAILURE;
+    }
+    struct jsonp_doc *doc = jsonp_parse(reply, strlen(reply), err, sizeof(err));
+    const struct jsonp_value *root = doc ? jsonp_root(doc) : NULL;
+    const char *pem = jsonp_str(jsonp_get(root, "pem"), NULL);
+    int rc = CTL_FAILURE;
+    if (json && out == NULL) {
+        puts(reply);
+        rc = pem ? CTL_OK : CTL_FAILURE;
+    } else if (pem == NULL) {
+        const char *why = jsonp_str(jsonp_get(root, "error"), "no CA in the reply");
+        if (strncmp(why, "unknown command", 15) == 0)
+            log_warnx("ca export: not supported by this sluiced yet");
+        else
+            log_warnx("ca export: %s", why);
+    } else if (out == NULL) {
+        fputs(pem, stdout);
+        rc = CTL_OK;
+    } else {
+        char tmp[4096];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", out);
+        FILE *f = fopen(tmp, "w");
+        if (f && fputs(pem, f) >= 0 && fclose(f) == 0 && rename(tmp, out) == 0) {
+            rc = CTL_OK;
+        } else {
+            log_warn("ca export: %s", out);
+            unlink(tmp);
+        }
+    }
+    jsonp_free(doc);
+    free(reply);
+    return rc;
+}
+
 /* Commands the daemon may not know yet: the words go to it as they are. */
 static int forwarded_command(int argc, char **argv, const char *socket, int json)
 {
@@ -686,6 +735,8 @@ static int forwarded_command(int argc, char **argv, const char *socket, int json
     if (strcmp(argv[0], "ca") == 0 && strcmp(argv[1], "export") != 0 &&
         strcmp(argv[1], "install") != 0)
         return usage_error("ca: '%s' is neither export nor install", argv[1]);
+    if (strcmp(argv[0], "ca") == 0 && strcmp(argv[1], "export") == 0)
+        return ca_export_command(argc, argv, socket, json);
     char *line = join_words(argc, argv);
     if (line == NULL)
         return usage_error("%s: arguments may not be empty or hold blanks", argv[0]);

@@ -140,6 +140,66 @@ static int diag_one(int family, int l4proto, const uint8_t *src, uint16_t sport,
     return found;
 }
 
+/* Every socket of the family dumped, for one whose local port and remote end
+ * match whatever its local address: a connection redirected by NAT on the
+ * host (sluice's TLS proxy) is seen with another local address than the
+ * socket's own. 1 and inode, 0, -1. */
+static int diag_any_local(int family, int l4proto, uint16_t lport, const uint8_t *remote,
+                          uint16_t rport, uint32_t *inode)
+{
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 r;
+    } req;
+    struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
+    union {
+        char buf[32768];
+        struct nlmsghdr align;
+    } rep;
+    size_t alen = family == AF_INET ? 4 : 16;
+    int fd, found = 0, done = 0;
+
+    memset(&req, 0, sizeof(req));
+    req.nlh.nlmsg_len = sizeof(req);
+    req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.nlh.nlmsg_seq = 2;
+    req.r.sdiag_family = (uint8_t)family;
+    req.r.sdiag_protocol = (uint8_t)l4proto;
+    req.r.idiag_states = ~(1u << 10); /* all but listeners */
+    fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd == -1)
+        return -1;
+    if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&nl, sizeof(nl)) == -1) {
+        close(fd);
+        return -1;
+    }
+    while (!done) {
+        ssize_t n = recv(fd, rep.buf, sizeof(rep.buf), 0);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (struct nlmsghdr *h = &rep.align; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+                done = 1;
+                break;
+            }
+            if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+                h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+                continue;
+            struct inet_diag_msg *m = NLMSG_DATA(h);
+            if (!found && m->idiag_inode != 0 && ntohs(m->id.idiag_sport) == lport &&
+                ntohs(m->id.idiag_dport) == rport && memcmp(m->id.idiag_dst, remote, alen) == 0) {
+                *inode = m->idiag_inode;
+                found = 1;
+            }
+        }
+    }
+    close(fd);
+    return found;
+}
+
 int sockowner_inode(int family, int l4proto, const uint8_t *local, uint16_t lport,
                     const uint8_t *remote, uint16_t rport, uint32_t *inode)
 {
@@ -163,6 +223,9 @@ int sockowner_inode(int family, int l4proto, const uint8_t *local, uint16_t lpor
     if (l4proto == IPPROTO_TCP) {
         /* Not yet accepted, or gone to time-wait: the listener owns it. */
         r = diag_one(family, l4proto, local, lport, any, 0, lport, inode);
+        if (r != 0)
+            return r;
+        r = diag_any_local(family, l4proto, lport, remote, rport, inode);
         if (r != 0)
             return r;
     }

@@ -85,6 +85,7 @@ struct dpi_tls_facts {
     const char *alpn;    /* offered protocols, comma separated */
     const char *ja3_hash;
     const char *ja3_string;
+    int intercepted; /* decrypted by sluice's TLS proxy */
 };
 
 struct dpi_alert_facts {
@@ -183,6 +184,9 @@ enum dpi_verdict dpi_flow_stream_end(struct dpi_engine *e, struct dpi_flow *f, e
  * which this is 0 can bypass inspection. */
 int dpi_flow_wants_more(const struct dpi_flow *f);
 enum dpi_verdict dpi_flow_verdict(const struct dpi_flow *f);
+/* 1 while an HTTP message of dir has begun and not ended: a proxy that
+ * holds such bytes back can still replace the message (a block page). */
+int dpi_flow_mid_message(const struct dpi_flow *f, enum dpi_dir dir);
 const struct dpi_ndpi_facts *dpi_flow_ndpi(const struct dpi_flow *f);
 const struct dpi_flow_meta *dpi_flow_meta(const struct dpi_flow *f);
 

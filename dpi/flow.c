@@ -685,3 +685,10 @@ const struct dpi_flow_meta *dpi_flow_meta(const struct dpi_flow *f)
 {
     return &f->meta;
 }
+
+int dpi_flow_mid_message(const struct dpi_flow *f, enum dpi_dir dir)
+{
+    if (f->kind[dir] != KIND_HTTP || f->http == NULL)
+        return 0;
+    return http_parser_mid_message(f->http->parser, (int)dir);
+}

@@ -1272,6 +1272,16 @@ int http_parser_active(const struct http_parser *p, int dir)
     return p->s[dir].phase != PH_STOPPED;
 }
 
+int http_parser_mid_message(const struct http_parser *p, int dir)
+{
+    if (p == NULL || (dir != 0 && dir != 1))
+        return 0;
+    const struct http_stream *s = &p->s[dir];
+    if (s->phase == PH_STOPPED)
+        return 0;
+    return s->phase != PH_START || s->len > 0;
+}
+
 int http_parser_request_dir(const struct http_parser *p)
 {
     return p ? p->request_dir : -1;

@@ -93,6 +93,9 @@ void http_parser_eof(struct http_parser *p, int dir);
 /* 1 while dir is (or may still turn out to be) HTTP; 0 once it is known not
  * to be, it became a tunnel, or it stopped on an error. */
 int http_parser_active(const struct http_parser *p, int dir);
+/* 1 while a message of dir has begun (part of its start line included)
+ * and not ended. */
+int http_parser_mid_message(const struct http_parser *p, int dir);
 /* Which dir carries requests: 0 or 1, or -1 while unknown. */
 int http_parser_request_dir(const struct http_parser *p);
 /* Why parsing of dir stopped, or NULL. */

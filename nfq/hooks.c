@@ -39,21 +39,50 @@ extern char **environ;
 
 static const char *const tools[] = {"iptables", "ip6tables"};
 
-/* The cgroup rules in SLUICE-CG now, one path per line. */
+/* The cgroup rules in SLUICE-CG now, one path per line; the TLS redirect
+ * the cgroup rules of SLUICE-TLS-CG use. */
 static char cgroups_now[8192];
+static char tls_ports_now[256], tls_port_now[8];
+
+enum hook_when { HOOK_ALWAYS, HOOK_BRIDGES, HOOK_HOST, HOOK_TLS };
 
 struct hook_table {
     const char *table;
     const char *builtin; /* chain the jump goes into */
     const char *chain;   /* sluice's chain */
+    enum hook_when when;
 };
 
 static const struct hook_table hooks[] = {
-    {"filter", "DOCKER-USER", "SLUICE-FWD"},
-    {"filter", "OUTPUT", "SLUICE-OUT"},
-    {"filter", "INPUT", "SLUICE-IN"},
-    {"mangle", "POSTROUTING", "SLUICE-POST"},
+    {"filter", "DOCKER-USER", "SLUICE-FWD", HOOK_BRIDGES},
+    {"filter", "OUTPUT", "SLUICE-OUT", HOOK_HOST},
+    {"filter", "INPUT", "SLUICE-IN", HOOK_HOST},
+    {"mangle", "POSTROUTING", "SLUICE-POST", HOOK_ALWAYS},
+    /* TLS to the proxy: bridged containers on their way in, host-network
+     * containers (by cgroup, SLUICE-TLS-CG) on their way out. */
+    {"nat", "PREROUTING", "SLUICE-TLS", HOOK_TLS},
+    {"nat", "OUTPUT", "SLUICE-TLS-OUT", HOOK_TLS},
 };
+
+/* Chains reached only from sluice's own chains. */
+static const struct hook_table inner[] = {
+    {"filter", NULL, "SLUICE-CG", HOOK_HOST},
+    {"nat", NULL, "SLUICE-TLS-CG", HOOK_TLS},
+};
+
+static int hook_on(const struct hook_table *h, const struct nfq_hooks_config *cfg)
+{
+    switch (h->when) {
+    case HOOK_BRIDGES:
+        return cfg->bridges;
+    case HOOK_HOST:
+        return cfg->host;
+    case HOOK_TLS:
+        return cfg->tls_port != 0;
+    default:
+        return 1;
+    }
+}
 
 #define NHOOKS (sizeof(hooks) / sizeof(hooks[0]))
 
@@ -114,10 +143,12 @@ static void remove_family(const char *tool)
         run(tool, flush, NULL, 0);
         run(tool, drop, NULL, 0);
     }
-    const char *flush_cg[] = {"-F", "SLUICE-CG", NULL};
-    const char *drop_cg[] = {"-X", "SLUICE-CG", NULL};
-    run(tool, flush_cg, NULL, 0);
-    run(tool, drop_cg, NULL, 0);
+    for (size_t i = 0; i < sizeof(inner) / sizeof(inner[0]); i++) {
+        const char *flush[] = {"-t", inner[i].table, "-F", inner[i].chain, NULL};
+        const char *drop[] = {"-t", inner[i].table, "-X", inner[i].chain, NULL};
+        run(tool, flush, NULL, 0);
+        run(tool, drop, NULL, 0);
+    }
 }
 
 void nfq_hooks_remove(void)
@@ -157,7 +188,9 @@ static int add_rule(const char *tool, const char *chain, const char *const *matc
     int n = 0;
 
     a[n++] = "-t";
-    a[n++] = strcmp(chain, "SLUICE-POST") == 0 ? "mangle" : "filter";
+    a[n++] = strcmp(chain, "SLUICE-POST") == 0       ? "mangle"
+             : strncmp(chain, "SLUICE-TLS", 10) == 0 ? "nat"
+                                                     : "filter";
     a[n++] = "-A";
     a[n++] = chain;
     for (int i = 0; match && match[i]; i++)
@@ -170,6 +203,36 @@ static int add_rule(const char *tool, const char *chain, const char *const *matc
         snprintf(err, errlen, "%s -A %s: %s", tool, chain, why);
         return -1;
     }
+    return 0;
+}
+
+/* Container TLS to the proxy's port: REDIRECT keeps the original
+ * destination for the proxy to read (SO_ORIGINAL_DST). The proxy's own
+ * connections carry NFQ_MARK_OWN and are never redirected. */
+static int install_tls(const char *tool, const struct nfq_hooks_config *cfg, char *err,
+                       size_t errlen)
+{
+    char own[32], port[8];
+    snprintf(own, sizeof(own), "0x%x/0x%x", NFQ_MARK_OWN, NFQ_MARK_OWN);
+    snprintf(port, sizeof(port), "%u", cfg->tls_port);
+    const char *m_own[] = {"-m", "mark", "--mark", own, NULL};
+    const char *t_return[] = {"-j", "RETURN", NULL};
+    const char *t_redirect[] = {"-j", "REDIRECT", "--to-ports", port, NULL};
+    const char *t_cg[] = {"-j", "SLUICE-TLS-CG", NULL};
+    const char *m_tcp[] = {"-p", "tcp", NULL};
+    const char *m_docker0[] = {"-i",        "docker0",  "-p",           "tcp", "-m",
+                               "multiport", "--dports", cfg->tls_ports, NULL};
+    const char *m_bridges[] = {"-i",        "br-+",     "-p",           "tcp", "-m",
+                               "multiport", "--dports", cfg->tls_ports, NULL};
+
+    if (add_rule(tool, "SLUICE-TLS", m_own, t_return, err, errlen) < 0 ||
+        add_rule(tool, "SLUICE-TLS-OUT", m_own, t_return, err, errlen) < 0)
+        return -1;
+    if (cfg->bridges && (add_rule(tool, "SLUICE-TLS", m_docker0, t_redirect, err, errlen) < 0 ||
+                         add_rule(tool, "SLUICE-TLS", m_bridges, t_redirect, err, errlen) < 0))
+        return -1;
+    if (cfg->host && add_rule(tool, "SLUICE-TLS-OUT", m_tcp, t_cg, err, errlen) < 0)
+        return -1;
     return 0;
 }
 
@@ -191,7 +254,6 @@ static int install_family(const char *tool, const struct nfq_hooks_config *cfg, 
     const char *const *m_queued = cfg->ports ? m_ports : m_tcp;
     const char *m_lo[] = {"-i", "lo", NULL};
     const char *t_cgroups[] = {"-j", "SLUICE-CG", NULL};
-    const char *create_cg[] = {"-N", "SLUICE-CG", NULL};
     const char *m_marked[] = {"-p", "tcp",       "-m",      "connmark", "--mark", container,
                               "-m", "multiport", "--ports", cfg->ports, NULL};
     if (cfg->ports == NULL)
@@ -208,6 +270,13 @@ static int install_family(const char *tool, const struct nfq_hooks_config *cfg, 
         if (run(tool, create, err, errlen) != 0)
             return -1;
     }
+    for (size_t i = 0; i < sizeof(inner) / sizeof(inner[0]); i++) {
+        const char *create[] = {"-t", inner[i].table, "-N", inner[i].chain, NULL};
+        if (hook_on(&inner[i], cfg) && run(tool, create, err, errlen) != 0)
+            return -1;
+    }
+    if (cfg->tls_port && install_tls(tool, cfg, err, errlen) < 0)
+        return -1;
     if (add_rule(tool, "SLUICE-FWD", m_own, t_return, err, errlen) < 0 ||
         add_rule(tool, "SLUICE-FWD", m_decided, t_return, err, errlen) < 0 ||
         add_rule(tool, "SLUICE-FWD", m_queued, queue, err, errlen) < 0)
@@ -216,7 +285,6 @@ static int install_family(const char *tool, const struct nfq_hooks_config *cfg, 
         return -1;
     if (cfg->host && (add_rule(tool, "SLUICE-OUT", m_own, t_return, err, errlen) < 0 ||
                       add_rule(tool, "SLUICE-OUT", m_decided, t_return, err, errlen) < 0 ||
-                      run(tool, create_cg, err, errlen) != 0 ||
                       add_rule(tool, "SLUICE-OUT", m_tcp, t_cgroups, err, errlen) < 0 ||
                       add_rule(tool, "SLUICE-OUT", m_marked, queue, err, errlen) < 0 ||
                       add_rule(tool, "SLUICE-IN", m_lo, t_return, err, errlen) < 0 ||
@@ -231,7 +299,7 @@ static int install_family(const char *tool, const struct nfq_hooks_config *cfg, 
     if (cfg->bridges && run(tool, has_user, NULL, 0) != 0 && run(tool, new_user, err, errlen) != 0)
         return -1;
     for (size_t i = 0; i < NHOOKS; i++) {
-        if ((i == 0 && !cfg->bridges) || ((i == 1 || i == 2) && !cfg->host))
+        if (!hook_on(&hooks[i], cfg))
             continue;
         const char *jump[] = {"-t", hooks[i].table, "-I",           hooks[i].builtin,
                               "1",  "-j",           hooks[i].chain, NULL};
@@ -249,6 +317,9 @@ int nfq_hooks_install(const struct nfq_hooks_config *cfg, char *err, size_t errl
     char why[512];
 
     nfq_hooks_remove();
+    snprintf(tls_ports_now, sizeof(tls_ports_now), "%s",
+             cfg->tls_port && cfg->tls_ports ? cfg->tls_ports : "");
+    snprintf(tls_port_now, sizeof(tls_port_now), "%u", cfg->tls_port);
     if (install_family("iptables", cfg, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "installing the iptables rules: %s", why);
         nfq_hooks_remove();
@@ -270,7 +341,7 @@ int nfq_hooks_check(const struct nfq_hooks_config *cfg)
 
     for (size_t t = 0; t < 2; t++) {
         for (size_t i = 0; i < NHOOKS; i++) {
-            if ((i == 0 && !cfg->bridges) || ((i == 1 || i == 2) && !cfg->host))
+            if (!hook_on(&hooks[i], cfg))
                 continue;
             const char *has[] = {"-t", hooks[i].table, "-C", hooks[i].builtin,
                                  "-j", hooks[i].chain, NULL};
@@ -304,12 +375,21 @@ int nfq_hooks_cgroups(const char *const *paths, size_t n)
         const char *flush[] = {"-F", "SLUICE-CG", NULL};
         if (run(tools[t], flush, NULL, 0) != 0)
             continue; /* not installed for this family */
+        const char *flush_tls[] = {"-t", "nat", "-F", "SLUICE-TLS-CG", NULL};
+        int tls = tls_ports_now[0] && run(tools[t], flush_tls, NULL, 0) == 0;
         for (size_t i = 0; i < n; i++) {
             const char *rule[] = {"-A", "SLUICE-CG", "-m",        "cgroup", "--path", paths[i],
                                   "-j", "CONNMARK",  "--or-mark", bits,     NULL};
             /* A container gone since it was listed: its rule cannot be made. */
             if (run(tools[t], rule, NULL, 0) == 0 && t == 0)
                 added++;
+            const char *redirect[] = {"-t",         "nat",         "-A", "SLUICE-TLS-CG",
+                                      "-p",         "tcp",         "-m", "cgroup",
+                                      "--path",     paths[i],      "-m", "multiport",
+                                      "--dports",   tls_ports_now, "-j", "REDIRECT",
+                                      "--to-ports", tls_port_now,  NULL};
+            if (tls)
+                run(tools[t], redirect, NULL, 0);
         }
     }
     snprintf(cgroups_now, sizeof(cgroups_now), "%s", want);

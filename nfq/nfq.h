@@ -136,9 +136,11 @@ void nfq_inline_stats(struct nfq_inline *q, unsigned i, struct nfq_queue_stats *
 struct nfq_hooks_config {
     unsigned queues, queue_base;
     int fail_closed;
-    int bridges;       /* bridged containers: DOCKER-USER */
-    int host;          /* host-network containers: OUTPUT/INPUT by cgroup */
-    const char *ports; /* "80,443,8000:8999" (either end), NULL: every TCP port */
+    int bridges;           /* bridged containers: DOCKER-USER */
+    int host;              /* host-network containers: OUTPUT/INPUT by cgroup */
+    const char *ports;     /* "80,443,8000:8999" (either end), NULL: every TCP port */
+    unsigned tls_port;     /* the TLS proxy's port on the host; 0: no interception */
+    const char *tls_ports; /* destination ports redirected to it: "443" */
 };
 
 /* Installs sluice's chains and the jumps to them (iptables and ip6tables),

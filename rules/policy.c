@@ -132,6 +132,18 @@ static const struct key keys[] = {
     K_NAMES("containers.audit", containers.audit, NULL),
     K_NAMES("containers.networks", containers.networks, "*"),
 
+    K_BOOL("tls.intercept", tls.intercept, "true"),
+    K_NAMES("tls.ports", tls.ports, "443"),
+    K_COUNT("tls.proxy_port", tls.proxy_port, "15443", 1, 65535),
+    K_COUNT("tls.workers", tls.workers, "0", 0, 64),
+    K_PATH("tls.state_dir", tls.state_dir, "/var/lib/sluice", 0),
+    K_COUNT("tls.ca_rotate_days", tls.ca_rotate_days, "825", 1, 3650),
+    K_COUNT("tls.ca_grace_days", tls.ca_grace_days, "30", 0, 365),
+    K_PATH("tls.upstream_ca_file", tls.upstream_ca_file, NULL, KEY_READABLE),
+    K_NAMES("tls.bypass_sni", tls.bypass_sni, NULL),
+    K_NAMES("tls.bypass_containers", tls.bypass_containers, NULL),
+    K_BOOL("tls.auto_install", tls.auto_install, "false"),
+
     K_PATH("control.socket", control.socket, "/run/sluice/control.sock", 0),
     K_PATH("control.pidfile", control.pidfile, "/run/sluiced.pid", 0),
 };

@@ -108,6 +108,21 @@ struct rules_policy {
         struct rules_strlist networks; /* Docker network name masks inspected */
     } containers;
 
+    /* TLS interception (tls/). */
+    struct {
+        int intercept;                          /* redirect container TLS to the proxy */
+        struct rules_strlist ports;             /* destination ports redirected ("443") */
+        unsigned proxy_port;                    /* where the proxy listens on the host */
+        unsigned workers;                       /* proxy threads; 0: one per CPU */
+        char *state_dir;                        /* the CA lives here */
+        unsigned ca_rotate_days;                /* a CA older than this is replaced */
+        unsigned ca_grace_days;                 /* the previous CA stays exported */
+        char *upstream_ca_file;                 /* extra roots trusted upstream */
+        struct rules_strlist bypass_sni;        /* server name masks spliced */
+        struct rules_strlist bypass_containers; /* container masks spliced */
+        int auto_install;                       /* CA into every container that starts */
+    } tls;
+
     struct {
         char *socket; /* sluicectl's control socket */
         char *pidfile;

@@ -4,7 +4,10 @@
 Runs on the host or inside the Debian test image, whose python3-minimal has
 no http.server, gzip or json: only sockets, threads, zlib and hashlib.
 
-  server.py --port N [--bind ADDR] --dir DIR
+  server.py --port N [--bind ADDR] --dir DIR [--cert PEM --key PEM [--tls VERSION]]
+
+With --cert and --key it speaks HTTPS (--tls 1.0 offers TLS 1.0 alone, as an
+outdated server would).
 
   GET  /NAME                       DIR/NAME with Content-Length
   GET  /NAME?enc=gzip              gzip-compressed, Content-Encoding: gzip
@@ -192,10 +195,12 @@ def log(msg):
     print(f"server: {msg}", file=sys.stderr, flush=True)
 
 
-def serve(conn, directory):
+def serve(conn, directory, tls=None):
     try:
+        if tls:
+            conn = tls.wrap_socket(conn, server_side=True)
         Conn(conn, directory).handle()
-    except (OSError, ValueError, ConnectionError) as e:
+    except (OSError, ValueError, ConnectionError) as e:  # ssl.SSLError is an OSError
         log(f"connection ended: {e}")
     finally:
         conn.close()
@@ -203,7 +208,8 @@ def serve(conn, directory):
 
 def main():
     args = sys.argv[1:]
-    opts = {"--port": "80", "--bind": "0.0.0.0", "--dir": "."}
+    opts = {"--port": "80", "--bind": "0.0.0.0", "--dir": ".", "--cert": "", "--key": "",
+            "--tls": ""}
     while args:
         k = args.pop(0)
         if k not in opts or not args:
@@ -213,10 +219,21 @@ def main():
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((opts["--bind"], int(opts["--port"])))
     ls.listen(128)
+    tls = None
+    if opts["--cert"]:
+        import ssl
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if opts["--tls"] == "1.0":
+            tls.set_ciphers("DEFAULT:@SECLEVEL=0")
+            tls.minimum_version = tls.maximum_version = ssl.TLSVersion.TLSv1
+        else:
+            # Test certificates may be weak on purpose (RSA-1024, SHA-1).
+            tls.set_ciphers("DEFAULT:@SECLEVEL=0")
+        tls.load_cert_chain(opts["--cert"], opts["--key"])
     log(f"listening on {opts['--bind']}:{opts['--port']}, serving {opts['--dir']}")
     while True:
         conn, _ = ls.accept()
-        threading.Thread(target=serve, args=(conn, opts["--dir"]), daemon=True).start()
+        threading.Thread(target=serve, args=(conn, opts["--dir"], tls), daemon=True).start()
 
 
 if __name__ == "__main__":

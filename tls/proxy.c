@@ -119,6 +119,7 @@ struct conn {
     uint8_t eof[2];       /* 1 clean (close_notify, FIN), 2 unclean */
     uint8_t shut[2];      /* EOF passed on to side[!d] */
     uint8_t opened, alpn;
+    uint8_t client_auth; /* the upstream asked for a client certificate */
     struct sockaddr_storage client, server;
     char sni[256];
 };
@@ -925,6 +926,9 @@ static void client_handshake(struct conn *c)
 
 /* The leaf of an upstream whose certificate failed validation during the
  * handshake (OpenSSL verifies there); NULL for any other failure. */
+static void splice_instead(struct conn *c);
+static void upstream_connect(struct conn *c);
+
 static X509 *refused_leaf(SSL *ssl)
 {
     STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
@@ -952,6 +956,10 @@ static void upstream_handshake(struct conn *c)
             conn_update(c);
             return;
         }
+        if (c->client_auth) {
+            splice_instead(c);
+            return;
+        }
         X509 *leaf = refused_leaf(s->ssl);
         tls_upstream_handshake_error(s->ssl, r, why, sizeof(why));
         /* Ours cannot chain to a trusted root: say what it really is. */
@@ -963,6 +971,10 @@ static void upstream_handshake(struct conn *c)
             refuse_page(c, why);
         else
             refuse_alert(c, why);
+        return;
+    }
+    if (c->client_auth) {
+        splice_instead(c);
         return;
     }
     X509 *leaf = SSL_get0_peer_certificate(s->ssl);
@@ -986,6 +998,28 @@ static void upstream_handshake(struct conn *c)
     client_handshake(c);
 }
 
+/* A server that asks for a client certificate (mutual TLS) cannot be
+ * intercepted: sluice has no key of the container's to answer with. The
+ * handshake goes on without one; the connection is then spliced. */
+static int client_cert_asked(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
+{
+    struct conn *c = SSL_get_app_data(ssl);
+    (void)x509;
+    (void)pkey;
+    if (c)
+        c->client_auth = 1;
+    return 0;
+}
+
+/* Starts over as a splice: a new upstream connection carries the client's
+ * own ClientHello, still unread in the kernel (it was only peeked). */
+static void splice_instead(struct conn *c)
+{
+    side_close(c, 1);
+    c->intercept = 0;
+    upstream_connect(c);
+}
+
 static void upstream_start_tls(struct conn *c)
 {
     struct tls_proxy *p = c->w->p;
@@ -1003,6 +1037,7 @@ static void upstream_start_tls(struct conn *c)
     }
     SSL_set_mode(s->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_app_data(s->ssl, c);
     conn_set_state(c, ST_UP_HS);
     upstream_handshake(c);
 }
@@ -1442,6 +1477,8 @@ struct tls_proxy *tls_proxy_start(const struct tls_proxy_config *cfg,
         memcpy(&p->fixed, cfg->fixed_upstream, p->fixedlen);
     }
     p->up_ctx = tls_upstream_ctx_new(cfg->upstream, err, errlen);
+    if (p->up_ctx)
+        SSL_CTX_set_client_cert_cb(p->up_ctx, client_cert_asked);
     if (p->up_ctx && (p->page_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) == NULL) {
         snprintf(err, errlen, "proxy: page key: %s", tls_openssl_reason());
         proxy_free(p);

@@ -51,26 +51,6 @@ static void demux(const struct sl_buf *raw, char *out, size_t outlen)
         out[--o] = '\0';
 }
 
-static int request(const char *sock, const char *method, const char *target, const char *ctype,
-                   const void *body, size_t len, int *status, struct sl_buf *reply, char *err,
-                   size_t errlen)
-{
-    struct docker_http h;
-
-    if (docker_connect(&h, sock, -1, EXEC_TIMEOUT_MS, err, errlen) != 0)
-        return -1;
-    int rc = docker_request_begin(&h, method, target, ctype, body, len, status, err, errlen);
-    while (rc == 0) {
-        ssize_t n = docker_body_read(&h, reply, err, errlen);
-        if (n <= 0) {
-            rc = n < 0 ? -1 : 0;
-            break;
-        }
-    }
-    docker_close(&h);
-    return rc;
-}
-
 /* The message Docker puts in an error reply ({"message": "..."}). */
 static void docker_message(const struct sl_buf *reply, char *out, size_t outlen)
 {
@@ -94,8 +74,8 @@ static int exec_in(const char *sock, const char *id, const char *argv_json, char
     snprintf(target, sizeof(target), DOCKER_API_PREFIX "/containers/%s/exec", id);
     snprintf(body, sizeof(body),
              "{\"AttachStdout\":true,\"AttachStderr\":true,\"User\":\"0\",\"Cmd\":%s}", argv_json);
-    if (request(sock, "POST", target, "application/json", body, strlen(body), &status, &reply, err,
-                errlen) != 0)
+    if (docker_call(sock, "POST", target, "application/json", body, strlen(body), &status, &reply,
+                    err, errlen) != 0)
         goto fail;
     if (status != 201) {
         docker_message(&reply, msg, sizeof(msg));
@@ -117,8 +97,8 @@ static int exec_in(const char *sock, const char *id, const char *argv_json, char
     reply.len = 0;
     snprintf(target, sizeof(target), DOCKER_API_PREFIX "/exec/%s/start", exec_id);
     const char *start = "{\"Detach\":false,\"Tty\":false}";
-    if (request(sock, "POST", target, "application/json", start, strlen(start), &status, &reply,
-                err, errlen) != 0)
+    if (docker_call(sock, "POST", target, "application/json", start, strlen(start), &status, &reply,
+                    err, errlen) != 0)
         goto fail;
     if (status != 200) {
         docker_message(&reply, msg, sizeof(msg));
@@ -129,7 +109,7 @@ static int exec_in(const char *sock, const char *id, const char *argv_json, char
 
     reply.len = 0;
     snprintf(target, sizeof(target), DOCKER_API_PREFIX "/exec/%s/json", exec_id);
-    if (request(sock, "GET", target, NULL, NULL, 0, &status, &reply, err, errlen) != 0)
+    if (docker_call(sock, "GET", target, NULL, NULL, 0, &status, &reply, err, errlen) != 0)
         goto fail;
     d = jsonp_parse((const char *)reply.data, reply.len, jerr, sizeof(jerr));
     const struct jsonp_value *code = d ? jsonp_get(jsonp_root(d), "ExitCode") : NULL;
@@ -206,8 +186,8 @@ int sl_ca_install(const char *docker_sock, const char *id, const char *pem, char
     struct sl_buf reply;
     sl_buf_init(&reply, 64 * 1024);
     snprintf(target, sizeof(target), DOCKER_API_PREFIX "/containers/%s/archive?path=/", id);
-    int rc = tlen ? request(docker_sock, "PUT", target, "application/x-tar", tar, tlen, &status,
-                            &reply, err, sizeof(err))
+    int rc = tlen ? docker_call(docker_sock, "PUT", target, "application/x-tar", tar, tlen, &status,
+                                &reply, err, sizeof(err))
                   : -1;
     free(tar);
     if (rc != 0) {

@@ -677,6 +677,12 @@ int sl_container_find(struct sl_container_map *m, const char *id_or_name, struct
 
 void sl_container_map_json(struct sl_container_map *m, struct json *j)
 {
+    sl_container_map_json_with(m, j, NULL, NULL);
+}
+
+void sl_container_map_json_with(struct sl_container_map *m, struct json *j,
+                                const char *(*sluice_state)(void *ctx, const char *id), void *ctx)
+{
     char a[INET6_ADDRSTRLEN];
 
     pthread_rwlock_rdlock(&m->lock);
@@ -696,6 +702,8 @@ void sl_container_map_json(struct sl_container_map *m, struct json *j)
         json_string(j, "image", e->c.image);
         json_string(j, "runtime", e->c.runtime);
         json_string(j, "state", e->state);
+        if (sluice_state)
+            json_string(j, "sluice", sluice_state(ctx, e->c.id));
         json_int(j, "pid", e->pid);
         json_string(j, "network_mode", e->network_mode);
         json_array_begin(j, "networks");

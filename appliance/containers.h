@@ -56,6 +56,11 @@ int sl_container_by_socket(struct sl_container_map *m, int family, int l4proto,
  * -1 if the prefix is ambiguous. */
 int sl_container_find(struct sl_container_map *m, const char *id_or_name, struct sl_container *out);
 
+/* The same, each container also with "sluice": what sluice thinks of it
+ * ("clean", "compromised", "isolated", ...), from sluice_state. */
+void sl_container_map_json_with(struct sl_container_map *m, struct json *j,
+                                const char *(*sluice_state)(void *ctx, const char *id), void *ctx);
+
 /* The running containers known now, at most max of them. */
 size_t sl_container_list(struct sl_container_map *m, struct sl_container *out, size_t max);
 

@@ -32,6 +32,10 @@
 #include <unistd.h>
 
 #include "ca_install.h"
+#include "detect.h"
+#include "isolate.h"
+#include "jsonp.h"
+#include "docker_api.h"
 #include "containers.h"
 #include "control.h"
 #include "dpi.h"
@@ -67,6 +71,22 @@ struct worker_ctx {
     struct flow_owner cache[FLOW_CACHE];
 };
 
+/* A finding against a container, on its way to the judge. */
+struct judge_item {
+    struct judge_item *next;
+    struct sl_container c;
+    char source[16]; /* "network", "file", "operator" */
+    char reason[320];
+    int release; /* an operator's release */
+};
+
+enum judged_state { JUDGED_COMPROMISED, JUDGED_ISOLATED, JUDGED_STOPPED };
+
+struct judged {
+    char id[65];
+    enum judged_state state;
+};
+
 struct daemon {
     const char *config;
     pthread_mutex_t policy_lock;
@@ -78,6 +98,17 @@ struct daemon {
     struct nfq_inline *q;
     struct worker_ctx *workers;
     unsigned nworkers;
+    /* the compromise judge: findings in, responses out, on its own thread */
+    pthread_mutex_t judge_lock;
+    pthread_cond_t judge_cond;
+    struct judge_item *judge_head, *judge_tail;
+    int judge_stop;
+    pthread_t judge;
+    struct judged *judged; /* containers found compromised, by ID */
+    size_t njudged, judged_cap;
+
+    struct sl_detect *detect;
+    int iso_ready;     /* sl_iso_init succeeded */
     struct tls_ca *ca; /* NULL when TLS is not intercepted */
     struct tls_forge *forge;
     struct tls_proxy *tls;
@@ -97,6 +128,12 @@ struct daemon {
     int use_syslog;
     _Atomic uint64_t events, alerts, blocked, lost;
 };
+
+static void judge_alert(struct daemon *d, const struct dpi_event *ev, const struct flow_owner *o);
+static int judge_isolate(struct daemon *d, const struct sl_container *c, const char *reason,
+                         char *err, size_t errlen);
+static int ctl_isolate(struct daemon *d, int release, const char *which, struct json *r, char *err,
+                       size_t errlen);
 
 /* --- policy -------------------------------------------------------------------- */
 
@@ -340,6 +377,7 @@ static void on_event(void *ctx, const struct dpi_event *ev)
             atomic_fetch_add(&d->alerts, 1);
             if (ev->alert->action == RULES_ACTION_BLOCK && o->mode == EVE_ENFORCE)
                 atomic_fetch_add(&d->blocked, 1);
+            judge_alert(d, ev, o);
         }
     }
     if (ev->type == DPI_EVENT_FLOW)
@@ -459,6 +497,7 @@ static void tls_on_event(void *ctx, const struct dpi_event *ev)
         atomic_fetch_add(&w->d->alerts, 1);
         if (ev->alert->action == RULES_ACTION_BLOCK && o->mode == EVE_ENFORCE)
             atomic_fetch_add(&w->d->blocked, 1);
+        judge_alert(w->d, ev, o);
     }
     if (ev->type == DPI_EVENT_FLOW)
         o->flow_id = 0;
@@ -694,6 +733,335 @@ static void tls_stop(struct daemon *d)
     d->ca = NULL;
 }
 
+/* --- the compromise judge -------------------------------------------------------- */
+
+static void event_line(struct daemon *d, struct json *j)
+{
+    if (!j->failed) {
+        evq_push(d, j->buf, j->len);
+        atomic_fetch_add(&d->events, 1);
+    }
+}
+
+/* Any thread: hands a finding (or an operator's order) to the judge. */
+static void judge_report(struct daemon *d, const struct sl_container *c, const char *source,
+                         const char *reason, int release)
+{
+    struct judge_item *it = calloc(1, sizeof(*it));
+    if (it == NULL || c->id[0] == '\0') {
+        free(it);
+        return;
+    }
+    it->c = *c;
+    snprintf(it->source, sizeof(it->source), "%s", source);
+    snprintf(it->reason, sizeof(it->reason), "%s", reason);
+    it->release = release;
+    pthread_mutex_lock(&d->judge_lock);
+    if (d->judge_tail)
+        d->judge_tail->next = it;
+    else
+        d->judge_head = it;
+    d->judge_tail = it;
+    pthread_cond_signal(&d->judge_cond);
+    pthread_mutex_unlock(&d->judge_lock);
+}
+
+/* Whether a finding of this source counts, per compromise.findings. */
+static int finding_counts(struct daemon *d, const char *kind)
+{
+    struct rules_policy *p = policy_get(d);
+    int yes = 0;
+    for (size_t i = 0; i < p->compromise.findings.n && !yes; i++)
+        yes = strcmp(p->compromise.findings.v[i].s, kind) == 0;
+    rules_policy_unref(p);
+    return yes;
+}
+
+static struct judged *judged_find(struct daemon *d, const char *id)
+{
+    for (size_t i = 0; i < d->njudged; i++)
+        if (strcmp(d->judged[i].id, id) == 0)
+            return &d->judged[i];
+    return NULL;
+}
+
+static const char *sluice_state(void *ctx, const char *id)
+{
+    static const char *const names[] = {"compromised", "isolated", "stopped"};
+    struct daemon *d = ctx;
+    pthread_mutex_lock(&d->judge_lock);
+    struct judged *j = judged_find(d, id);
+    const char *s = j ? names[j->state] : sl_isolated(id) ? "isolated" : "clean";
+    pthread_mutex_unlock(&d->judge_lock);
+    return s;
+}
+
+static int docker_stop(struct daemon *d, const char *id, char *err, size_t errlen)
+{
+    char target[256];
+    struct sl_buf reply;
+    int status = 0;
+    struct rules_policy *p = policy_get(d);
+
+    sl_buf_init(&reply, 4096);
+    snprintf(target, sizeof(target), DOCKER_API_PREFIX "/containers/%s/stop?t=5", id);
+    int rc = docker_call(p->containers.docker_socket, "POST", target, NULL, NULL, 0, &status,
+                         &reply, err, errlen);
+    rules_policy_unref(p);
+    sl_buf_free(&reply);
+    if (rc == 0 && status != 204 && status != 304) {
+        snprintf(err, errlen, "Docker answered %d", status);
+        rc = -1;
+    }
+    return rc;
+}
+
+static void judge_one(struct daemon *d, struct json *j, const struct judge_item *it)
+{
+    char err[512] = "";
+    struct rules_policy *p = policy_get(d);
+    enum rules_response action = p->compromise.action;
+    rules_policy_unref(p);
+
+    if (it->release) {
+        int rc = sl_release(it->c.id, err, sizeof(err));
+        pthread_mutex_lock(&d->judge_lock);
+        struct judged *jd = judged_find(d, it->c.id);
+        if (jd)
+            *jd = d->judged[--d->njudged];
+        pthread_mutex_unlock(&d->judge_lock);
+        eve_format_isolation(j, now_us(), &it->c, "release", it->reason, rc == 0 ? "" : err);
+        event_line(d, j);
+        log_info("%s released: %s", it->c.name, rc == 0 ? it->reason : err);
+        return;
+    }
+    pthread_mutex_lock(&d->judge_lock);
+    struct judged *jd = judged_find(d, it->c.id);
+    int again =
+        jd != NULL && !(strcmp(it->source, "operator") == 0 && jd->state == JUDGED_COMPROMISED);
+    if (jd == NULL && d->njudged < 4096) {
+        if (d->njudged == d->judged_cap) {
+            size_t cap = d->judged_cap ? 2 * d->judged_cap : 16;
+            struct judged *n = realloc(d->judged, cap * sizeof(*n));
+            if (n) {
+                d->judged = n;
+                d->judged_cap = cap;
+            }
+        }
+        if (d->njudged < d->judged_cap) {
+            jd = &d->judged[d->njudged++];
+            memcpy(jd->id, it->c.id, sizeof(jd->id));
+            jd->state = JUDGED_COMPROMISED;
+        }
+    }
+    pthread_mutex_unlock(&d->judge_lock);
+    if (again)
+        return; /* judged already: one response per container */
+    if (strcmp(it->source, "operator") == 0)
+        action = RULES_RESPONSE_ISOLATE;
+
+    const char *what = "alert";
+    enum judged_state st = JUDGED_COMPROMISED;
+    int rc = 0;
+    if (action == RULES_RESPONSE_ISOLATE) {
+        what = "isolate";
+        st = JUDGED_ISOLATED;
+        rc = judge_isolate(d, &it->c, it->reason, err, sizeof(err));
+    } else if (action == RULES_RESPONSE_STOP) {
+        what = "stop";
+        st = JUDGED_STOPPED;
+        rc = docker_stop(d, it->c.id, err, sizeof(err));
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&d->judge_lock);
+        jd = judged_find(d, it->c.id);
+        if (jd)
+            jd->state = st;
+        pthread_mutex_unlock(&d->judge_lock);
+    }
+    eve_format_isolation(j, now_us(), &it->c, rc == 0 ? what : "failed", it->reason,
+                         rc == 0 ? "" : err);
+    event_line(d, j);
+    if (rc == 0)
+        log_warnx("%s (%.12s) compromised: %s; response: %s", it->c.name, it->c.id, it->reason,
+                  what);
+    else
+        log_warnx("%s (%.12s) compromised: %s; %s failed: %s", it->c.name, it->c.id, it->reason,
+                  what, err);
+}
+
+static void *judge_main(void *arg)
+{
+    struct daemon *d = arg;
+    struct json j;
+
+    json_init(&j);
+    pthread_mutex_lock(&d->judge_lock);
+    for (;;) {
+        while (d->judge_head == NULL && !d->judge_stop)
+            pthread_cond_wait(&d->judge_cond, &d->judge_lock);
+        if (d->judge_head == NULL)
+            break;
+        struct judge_item *it = d->judge_head;
+        d->judge_head = it->next;
+        if (d->judge_head == NULL)
+            d->judge_tail = NULL;
+        pthread_mutex_unlock(&d->judge_lock);
+        judge_one(d, &j, it);
+        free(it);
+        pthread_mutex_lock(&d->judge_lock);
+    }
+    pthread_mutex_unlock(&d->judge_lock);
+    json_free(&j);
+    return NULL;
+}
+
+/* What isolation needs of a container, from the Docker API: its addresses
+ * and networks (subnets, drivers) and, for overlays, the docker_gwbridge
+ * addresses of the overlay's members. 1 filled, 0 not running, -1 error. */
+static struct jsonp_doc *docker_json(struct daemon *d, const char *target, int *status)
+{
+    char err[256];
+    struct sl_buf body;
+    struct rules_policy *p = policy_get(d);
+
+    sl_buf_init(&body, 8u << 20);
+    *status = 0;
+    int rc = docker_call(p->containers.docker_socket, "GET", target, NULL, NULL, 0, status, &body,
+                         err, sizeof(err));
+    rules_policy_unref(p);
+    struct jsonp_doc *doc = rc == 0 && *status == 200
+                                ? jsonp_parse((const char *)body.data, body.len, err, sizeof(err))
+                                : NULL;
+    sl_buf_free(&body);
+    return doc;
+}
+
+static int iso_target(struct daemon *d, const char *id, struct sl_iso_target *t, char *err,
+                      size_t errlen)
+{
+    char target[256];
+    int status;
+    struct jsonp_doc *nets[SL_ISO_MAX_NETS] = {NULL}, *gwdoc, *cdoc;
+    const struct jsonp_value *netv[SL_ISO_MAX_NETS];
+    size_t n = 0;
+
+    snprintf(target, sizeof(target), DOCKER_API_PREFIX "/containers/%s/json", id);
+    cdoc = docker_json(d, target, &status);
+    if (cdoc == NULL) {
+        snprintf(err, errlen, "Docker: no container %s (HTTP %d)", id, status);
+        return status == 404 ? 0 : -1;
+    }
+    const struct jsonp_value *c = jsonp_root(cdoc);
+    const struct jsonp_value *running = jsonp_path(c, "State.Running");
+    if (running == NULL || running->type != JSONP_BOOL || !running->boolean) {
+        jsonp_free(cdoc);
+        return 0;
+    }
+    const struct jsonp_value *list = jsonp_path(c, "NetworkSettings.Networks");
+    for (const struct jsonp_value *v = list ? list->child : NULL; v && n < SL_ISO_MAX_NETS;
+         v = v->next) {
+        snprintf(target, sizeof(target), DOCKER_API_PREFIX "/networks/%s",
+                 jsonp_str(jsonp_get(v, "NetworkID"), "-"));
+        if ((nets[n] = docker_json(d, target, &status)) != NULL) {
+            netv[n] = jsonp_root(nets[n]);
+            n++;
+        }
+    }
+    gwdoc = docker_json(d, DOCKER_API_PREFIX "/networks/docker_gwbridge", &status);
+    int rc =
+        sl_iso_target_from_docker(t, c, netv, n, gwdoc ? jsonp_root(gwdoc) : NULL, err, errlen);
+    for (size_t i = 0; i < n; i++)
+        jsonp_free(nets[i]);
+    jsonp_free(gwdoc);
+    jsonp_free(cdoc);
+    return rc < 0 ? -1 : 1;
+}
+
+static int judge_isolate(struct daemon *d, const struct sl_container *c, const char *reason,
+                         char *err, size_t errlen)
+{
+    static struct sl_iso_target t;
+    if (!d->iso_ready) {
+        snprintf(err, errlen, "isolation is off (its state file could not be read)");
+        return -1;
+    }
+    int rc = iso_target(d, c->id, &t, err, errlen);
+    if (rc <= 0) {
+        if (rc == 0)
+            snprintf(err, errlen, "%s is not running", c->name);
+        return -1;
+    }
+    rc = sl_isolate(&t, reason, err, errlen);
+    if (rc > 0)
+        log_warnx("isolating %s: %s", c->name, err);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Isolated containers that run now, with their addresses now: the rules
+ * follow them across sluiced, Docker and container restarts. */
+static void iso_refresh(struct daemon *d)
+{
+    static struct sl_iso_entry entries[64];
+    static struct sl_iso_target targets[64];
+    char err[512];
+    size_t n = sl_iso_list(entries, 64), nt = 0;
+
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n && i < 64; i++)
+        if (iso_target(d, entries[i].id, &targets[nt], err, sizeof(err)) > 0)
+            nt++;
+    if (sl_isolate_reapply(targets, nt, err, sizeof(err)) < 0)
+        log_warnx("isolation: %s", err);
+}
+
+/* A file scanner's detection: reported, and judged like a network finding. */
+static void on_detection(void *ctx, const struct sl_detection *det, uint64_t id, pid_t pid,
+                         uid_t uid)
+{
+    struct daemon *d = ctx;
+    struct sl_container c;
+    struct json j;
+
+    (void)id;
+    (void)pid;
+    (void)uid;
+    memset(&c, 0, sizeof(c));
+    if (det->container[0] && (d->map == NULL || sl_container_find(d->map, det->container, &c) <= 0))
+        snprintf(c.id, sizeof(c.id), "%.64s", det->container); /* Docker down: the ID alone */
+    json_init(&j);
+    eve_format_detection(&j, now_us(), &c, det->signature,
+                         det->path[0] ? det->path : det->host_path, det->sha256, det->action,
+                         det->scanner);
+    event_line(d, &j);
+    json_free(&j);
+    if (c.id[0] && strlen(c.id) == 64 && finding_counts(d, "malware")) {
+        char reason[512];
+        snprintf(reason, sizeof(reason), "%.128s in file %.300s", det->signature, det->path);
+        judge_report(d, &c, "file", reason, 0);
+    }
+}
+
+/* A network finding of an inspected flow. */
+static void judge_alert(struct daemon *d, const struct dpi_event *ev, const struct flow_owner *o)
+{
+    if (ev->alert == NULL || o->c.id[0] == '\0')
+        return;
+    const char *kind = strcmp(ev->alert->source, "yara") == 0   ? "malware"
+                       : strcmp(ev->alert->source, "ndpi") == 0 ? "ndpi"
+                                                                : NULL;
+    if (kind == NULL || !finding_counts(d, kind))
+        return;
+    char reason[320];
+    snprintf(reason, sizeof(reason), "%s in a %s (%s)", ev->alert->signature,
+             ev->body ? (ev->body->to_server ? "upload" : "download") : "flow",
+             ev->http && ev->http->uri ? ev->http->uri
+             : ev->app_proto           ? ev->app_proto
+                                       : "network");
+    judge_report(d, &o->c, "network", reason, 0);
+}
+
 /* --- control socket -------------------------------------------------------------- */
 
 static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
@@ -756,7 +1124,7 @@ static int ctl_containers(void *ctx, struct json *r, char *err, size_t errlen)
         snprintf(err, errlen, "the container map is not running");
         return -1;
     }
-    sl_container_map_json(d->map, r);
+    sl_container_map_json_with(d->map, r, sluice_state, d);
     return 0;
 }
 
@@ -930,10 +1298,49 @@ static int ca_install(struct daemon *d, const char *which, struct json *r, char 
     return 0;
 }
 
+/* isolate X / release X: the operator's word, through the judge (so it is
+ * reported like any other isolation). Waits for it to be done. */
+static int ctl_isolate(struct daemon *d, int release, const char *which, struct json *r, char *err,
+                       size_t errlen)
+{
+    struct sl_container c;
+
+    int found = d->map ? sl_container_find(d->map, which, &c) : 0;
+    if (found <= 0) {
+        snprintf(err, errlen,
+                 found < 0 ? "'%s' names several containers: give more of the ID"
+                           : "no running container '%s'",
+                 which);
+        return -1;
+    }
+    if (!d->iso_ready) {
+        snprintf(err, errlen, "isolation is off (see sluiced's log)");
+        return -1;
+    }
+    if (release && !sl_isolated(c.id)) {
+        snprintf(err, errlen, "%s is not isolated", c.name);
+        return -1;
+    }
+    judge_report(d, &c, "operator",
+                 release ? "released by the operator" : "isolated by the operator", release);
+    for (int i = 0; i < 100 && sl_isolated(c.id) == release; i++)
+        usleep(100000); /* the judge works in order: wait for this one */
+    if (sl_isolated(c.id) == release) {
+        snprintf(err, errlen, "%s: not done, see sluiced's log", c.name);
+        return -1;
+    }
+    json_string(r, "container", c.name);
+    json_string(r, "id", c.id);
+    json_string(r, "state", release ? "released" : "isolated");
+    return 0;
+}
+
 static int ctl_command(void *ctx, int argc, char **argv, struct json *r, char *err, size_t errlen)
 {
     struct daemon *d = ctx;
 
+    if ((strcmp(argv[0], "isolate") == 0 || strcmp(argv[0], "release") == 0) && argc == 2)
+        return ctl_isolate(d, strcmp(argv[0], "release") == 0, argv[1], r, err, errlen);
     if (strcmp(argv[0], "ca") != 0 || argc < 2)
         return -1; /* not ours: "unknown command" */
     if (d->ca == NULL) {
@@ -1033,6 +1440,8 @@ int sl_daemon_run(const char *config, int foreground)
     pthread_mutex_init(&d->policy_lock, NULL);
     pthread_mutex_init(&d->evq_lock, NULL);
     pthread_cond_init(&d->evq_cond, NULL);
+    pthread_mutex_init(&d->judge_lock, NULL);
+    pthread_cond_init(&d->judge_cond, NULL);
     d->policy = policy_load(config, err, sizeof(err));
     if (d->policy == NULL)
         fatalx("%s", err);
@@ -1066,6 +1475,8 @@ int sl_daemon_run(const char *config, int foreground)
 
     if (pthread_create(&d->writer, NULL, writer_main, d) != 0)
         fatalx("cannot start the event writer");
+    if (pthread_create(&d->judge, NULL, judge_main, d) != 0)
+        fatalx("cannot start the compromise judge");
     d->map = sl_container_map_new(p->containers.docker_socket, err, sizeof(err));
     if (d->map == NULL)
         log_warnx("container map: %s (events will not name containers)", err);
@@ -1122,6 +1533,25 @@ int sl_daemon_run(const char *config, int foreground)
         log_warnx("%s", err);
     if (hc.host)
         sync_container_cgroups();
+    /* Isolation: the state survives restarts; its rules are made again. */
+    char iso_state[600];
+    snprintf(iso_state, sizeof(iso_state), "%s/isolated.json", p->tls.state_dir);
+    {
+        const char *allow[64];
+        size_t nallow = 0;
+        for (size_t i = 0; i < p->compromise.host_allow.n && nallow < 64; i++)
+            allow[nallow++] = p->compromise.host_allow.v[i].s;
+        if (sl_iso_init(iso_state, allow, nallow, err, sizeof(err)) < 0)
+            log_warnx("isolation is off: %s", err);
+        else
+            d->iso_ready = 1;
+    }
+    if (d->iso_ready)
+        iso_refresh(d);
+    d->detect =
+        sl_detect_start(p->compromise.detections_socket, NULL, on_detection, d, err, sizeof(err));
+    if (d->detect == NULL)
+        log_warnx("detections from file scanners: %s", err);
     /* Last: a sluicectl status that answers means sluice is inspecting. */
     struct sl_control_ops ctl = {d, ctl_status, ctl_containers, ctl_reload, ctl_command};
     d->control = sl_control_start(p->control.socket, &ctl, err, sizeof(err));
@@ -1147,6 +1577,10 @@ int sl_daemon_run(const char *config, int foreground)
                 sync_container_cgroups();
             auto_install(d);
             int n = nfq_hooks_check(&hc);
+            if (d->iso_ready) {
+                iso_refresh(d);
+                sl_isolate_check();
+            }
             if (n > 0)
                 log_warnx("put back %d jump%s to sluice's rules (removed by Docker or "
                           "an operator)",
@@ -1164,10 +1598,21 @@ int sl_daemon_run(const char *config, int foreground)
 out:
     /* Rules first: from here traffic passes without sluice. */
     nfq_hooks_remove();
+    sl_detect_stop(d->detect);
+    if (d->iso_ready) {
+        sl_isolate_remove_all_rules(); /* the state stays for the next start */
+        sl_iso_shutdown();
+    }
     nfq_inline_stop(d->q); /* open flows end: their events are written */
     if (d->tls_workers)
         tls_stop(d);
     sl_control_stop(d->control);
+    pthread_mutex_lock(&d->judge_lock);
+    d->judge_stop = 1;
+    pthread_cond_signal(&d->judge_cond);
+    pthread_mutex_unlock(&d->judge_lock);
+    pthread_join(d->judge, NULL);
+    free(d->judged);
     sl_container_map_free(d->map);
     pthread_mutex_lock(&d->evq_lock);
     d->evq_stop = 1;

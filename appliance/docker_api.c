@@ -347,3 +347,23 @@ int docker_urlencode(const char *s, char *out, size_t outlen)
     out[o] = '\0';
     return 0;
 }
+
+int docker_call(const char *sock, const char *method, const char *target, const char *ctype,
+                const void *body, size_t len, int *status, struct sl_buf *reply, char *err,
+                size_t errlen)
+{
+    struct docker_http h;
+
+    if (docker_connect(&h, sock, -1, DOCKER_CALL_TIMEOUT_MS, err, errlen) != 0)
+        return -1;
+    int rc = docker_request_begin(&h, method, target, ctype, body, len, status, err, errlen);
+    while (rc == 0) {
+        ssize_t n = docker_body_read(&h, reply, err, errlen);
+        if (n <= 0) {
+            rc = n < 0 ? -1 : 0;
+            break;
+        }
+    }
+    docker_close(&h);
+    return rc;
+}

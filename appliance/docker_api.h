@@ -48,6 +48,13 @@ ssize_t docker_body_read(struct docker_http *h, struct sl_buf *out, char *err, s
 int docker_get(struct docker_http *h, const char *target, int *status, struct sl_buf *body,
                char *err, size_t errlen);
 
+/* One whole request on a connection of its own (reply body appended to
+ * reply, at most its limit): exec, archives, stop. 0 or -1. */
+#define DOCKER_CALL_TIMEOUT_MS 20000
+int docker_call(const char *sock, const char *method, const char *target, const char *ctype,
+                const void *body, size_t len, int *status, struct sl_buf *reply, char *err,
+                size_t errlen);
+
 /* Percent-encodes s for a query string into out. 0, or -1 if it does not fit. */
 int docker_urlencode(const char *s, char *out, size_t outlen);
 

@@ -324,3 +324,48 @@ void eve_close(struct eve *ev)
     free(ev->path);
     free(ev);
 }
+
+void eve_format_isolation(struct json *j, uint64_t ts_us, const struct sl_container *c,
+                          const char *action, const char *reason, const char *detail)
+{
+    char ts[40];
+
+    json_reset(j);
+    json_object_begin(j, NULL);
+    format_time(ts, sizeof(ts), ts_us);
+    json_string(j, "timestamp", ts);
+    json_string(j, "event_type", "isolation");
+    format_container(j, c);
+    json_object_begin(j, "isolation");
+    json_string(j, "action", action);
+    json_string(j, "reason", reason);
+    if (detail && detail[0])
+        json_string(j, "detail", detail);
+    json_object_end(j);
+    json_object_end(j);
+}
+
+void eve_format_detection(struct json *j, uint64_t ts_us, const struct sl_container *c,
+                          const char *signature, const char *path, const char *sha256,
+                          const char *action, const char *scanner)
+{
+    char ts[40];
+
+    json_reset(j);
+    json_object_begin(j, NULL);
+    format_time(ts, sizeof(ts), ts_us);
+    json_string(j, "timestamp", ts);
+    json_string(j, "event_type", "detection");
+    if (c && c->id[0])
+        format_container(j, c);
+    json_object_begin(j, "detection");
+    json_string(j, "signature", signature);
+    json_string(j, "path", path);
+    if (sha256 && sha256[0])
+        json_string(j, "sha256", sha256);
+    json_string(j, "action", action && action[0] ? action : "none");
+    if (scanner && scanner[0])
+        json_string(j, "scanner", scanner);
+    json_object_end(j);
+    json_object_end(j);
+}

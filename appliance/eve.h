@@ -36,6 +36,13 @@ void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode,
                 const struct sl_container *container, const struct dpi_tls_facts *tls);
 /* Formats and writes one line; -1 if the write failed (counted). */
 int eve_write(struct eve *ev, const struct dpi_event *e, enum eve_mode mode);
+/* Events of the appliance itself: a container isolated or released
+ * (action "isolate", "release", "stop"), a file scanner's detection. */
+void eve_format_isolation(struct json *j, uint64_t ts_us, const struct sl_container *c,
+                          const char *action, const char *reason, const char *detail);
+void eve_format_detection(struct json *j, uint64_t ts_us, const struct sl_container *c,
+                          const char *signature, const char *path, const char *sha256,
+                          const char *action, const char *scanner);
 /* Writes one formatted line (without its newline). */
 int eve_write_line(struct eve *ev, const char *line, size_t len);
 int eve_flush(struct eve *ev);

@@ -450,8 +450,9 @@ static char *network_list(const struct jsonp_value *nets)
 static void render_containers(const struct jsonp_value *root, FILE *out)
 {
     static const char *const skip[] = {"ok", "containers", "docker", NULL};
-    static const char *const head[] = {"CONTAINER ID", "NAME", "IMAGE", "STATE", "NETWORKS"};
-    static const size_t caps[] = {12, 32, 40, 12, 0};
+    static const char *const head[] = {"CONTAINER ID", "NAME",   "IMAGE",
+                                       "STATE",        "SLUICE", "NETWORKS"};
+    static const size_t caps[] = {12, 32, 40, 12, 12, 0};
     const struct jsonp_value *list = jsonp_get(root, "containers");
     const char *docker = jsonp_str(jsonp_get(root, "docker"), NULL);
     struct ctl_table t;
@@ -463,13 +464,13 @@ static void render_containers(const struct jsonp_value *root, FILE *out)
     }
     if (list == NULL || list->len == 0)
         fputs("no containers\n", out);
-    else if (ctl_table_init(&t, 5, head, caps) == 0) {
+    else if (ctl_table_init(&t, 6, head, caps) == 0) {
         for (const struct jsonp_value *c = list->child; c; c = c->next) {
             char *nets = network_list(jsonp_get(c, "networks"));
-            const char *row[] = {jsonp_str(jsonp_get(c, "id"), NULL),
-                                 jsonp_str(jsonp_get(c, "name"), NULL),
-                                 jsonp_str(jsonp_get(c, "image"), NULL),
-                                 jsonp_str(jsonp_get(c, "state"), NULL), nets};
+            const char *row[] = {
+                jsonp_str(jsonp_get(c, "id"), NULL),     jsonp_str(jsonp_get(c, "name"), NULL),
+                jsonp_str(jsonp_get(c, "image"), NULL),  jsonp_str(jsonp_get(c, "state"), NULL),
+                jsonp_str(jsonp_get(c, "sluice"), NULL), nets};
             char idbuf[13];
             if (row[0] && strlen(row[0]) > 12) { /* IDs are cut, not ellipsized */
                 memcpy(idbuf, row[0], 12);

@@ -89,6 +89,8 @@ static const char *const actions[] = {"alert", "block", NULL};
 /* Indexed by enum rules_mode and enum rules_fail. */
 static const char *const modes[] = {"enforce", "audit", NULL};
 static const char *const fail_modes[] = {"open", "closed", NULL};
+/* Indexed by enum rules_response. */
+static const char *const responses[] = {"isolate", "stop", "alert", NULL};
 
 static const struct key keys[] = {
     K_PATHS("yara.rules", yara.paths),
@@ -143,6 +145,12 @@ static const struct key keys[] = {
     K_NAMES("tls.bypass_sni", tls.bypass_sni, NULL),
     K_NAMES("tls.bypass_containers", tls.bypass_containers, NULL),
     K_BOOL("tls.auto_install", tls.auto_install, "false"),
+
+    K_NAMES("compromise.findings", compromise.findings, "malware"),
+    K_ENUM("compromise.action", compromise.action, "isolate", responses),
+    K_NAMES("compromise.host_allow", compromise.host_allow, NULL),
+    K_PATH("compromise.detections_socket", compromise.detections_socket,
+           "/run/sluice/detections.sock", 0),
 
     K_PATH("control.socket", control.socket, "/run/sluice/control.sock", 0),
     K_PATH("control.pidfile", control.pidfile, "/run/sluiced.pid", 0),

@@ -50,6 +50,13 @@ enum rules_fail {
     RULES_FAIL_CLOSED,   /* traffic stops */
 };
 
+enum rules_response {
+    RULES_RESPONSE_ISOLATE =
+        0,                /* cut the container off its neighbours (and overlays off the host) */
+    RULES_RESPONSE_STOP,  /* stop the container */
+    RULES_RESPONSE_ALERT, /* report only */
+};
+
 enum rules_action {
     RULES_ACTION_ALERT = 0, /* report only */
     RULES_ACTION_BLOCK,     /* report and stop the transfer (inline feeders) */
@@ -122,6 +129,14 @@ struct rules_policy {
         struct rules_strlist bypass_containers; /* container masks spliced */
         int auto_install;                       /* CA into every container that starts */
     } tls;
+
+    /* Compromise: which findings make a container compromised, and then what. */
+    struct {
+        struct rules_strlist findings;   /* "malware" (YARA, network or file), "ndpi" */
+        enum rules_response action;      /* isolate, stop or alert */
+        struct rules_strlist host_allow; /* isolated host-network containers may still reach */
+        char *detections_socket;         /* file scanners report here */
+    } compromise;
 
     struct {
         char *socket; /* sluicectl's control socket */

@@ -433,7 +433,11 @@ struct rules_scanner *rules_scanner_new(const struct rules_policy *p)
         return NULL;
     }
     yr_scanner_set_timeout(s->yr, (int)p->yara.timeout_s);
-    yr_scanner_set_flags(s->yr, SCAN_FLAGS_FAST_MODE);
+    /* Fast mode: one match per string is enough to name a rule. No
+     * try/catch: sluice scans its own heap buffers, never mapped files that
+     * could vanish, and the SIGBUS/SIGSEGV handlers YARA would install and
+     * remove on every scan take a process-wide lock. */
+    yr_scanner_set_flags(s->yr, SCAN_FLAGS_FAST_MODE | SCAN_FLAGS_NO_TRYCATCH);
     yr_scanner_set_callback(s->yr, scan_cb, s);
     /* The policy is immutable except for its count of references, which is
      * what const-ness guards here. */

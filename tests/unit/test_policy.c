@@ -249,12 +249,12 @@ static void test_errors(void)
     /* Keys. */
     CHECK_PARSE_ERR("yara:\n  timeout: 5s\nyarra:\n  rules: x\n",
                     "policy.yaml:3:1: unknown key 'yarra' (known: yara, limits, ndpi, events, "
-                    "inline, containers, tls, control)");
+                    "inline, containers, tls, compromise, control)");
     CHECK_PARSE_ERR("yara:\n  rule: x.yar\n", "policy.yaml:2:3: unknown key 'rule' in yara "
                                               "(known: rules, builtin, timeout, action)");
     CHECK_PARSE_ERR("yara.rules: x.yar\n",
                     "policy.yaml:1:1: unknown key 'yara.rules' (known: "
-                    "yara, limits, ndpi, events, inline, containers, tls, control)");
+                    "yara, limits, ndpi, events, inline, containers, tls, compromise, control)");
     CHECK_PARSE_ERR("limits:\n  body: 1MiB\nlimits:\n  flows: 10\n",
                     "policy.yaml:3:1: duplicate key 'limits' (first at 1:1)");
     CHECK_PARSE_ERR("limits: {body: 1MiB, body: 2MiB}\n",

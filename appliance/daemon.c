@@ -879,9 +879,13 @@ static void judge_one(struct daemon *d, struct json *j, const struct judge_item 
             jd->state = st;
         pthread_mutex_unlock(&d->judge_lock);
     }
-    eve_format_isolation(j, now_us(), &it->c, rc == 0 ? what : "failed", it->reason,
-                         rc == 0 ? "" : err);
-    event_line(d, j);
+    /* Alert only: the finding's own alert is the report; the container is
+     * marked compromised (sluicectl containers) and nothing else happens. */
+    if (action != RULES_RESPONSE_ALERT) {
+        eve_format_isolation(j, now_us(), &it->c, rc == 0 ? what : "failed", it->reason,
+                             rc == 0 ? "" : err);
+        event_line(d, j);
+    }
     if (rc == 0)
         log_warnx("%s (%.12s) compromised: %s; response: %s", it->c.name, it->c.id, it->reason,
                   what);
@@ -1000,14 +1004,14 @@ static int judge_isolate(struct daemon *d, const struct sl_container *c, const c
 
 /* Isolated containers that run now, with their addresses now: the rules
  * follow them across sluiced, Docker and container restarts. */
-static void iso_refresh(struct daemon *d)
+static void iso_refresh(struct daemon *d, int always)
 {
     static struct sl_iso_entry entries[64];
     static struct sl_iso_target targets[64];
     char err[512];
     size_t n = sl_iso_list(entries, 64), nt = 0;
 
-    if (n == 0)
+    if (n == 0 && !always)
         return;
     for (size_t i = 0; i < n && i < 64; i++)
         if (iso_target(d, entries[i].id, &targets[nt], err, sizeof(err)) > 0)
@@ -1028,8 +1032,14 @@ static void on_detection(void *ctx, const struct sl_detection *det, uint64_t id,
     (void)pid;
     (void)uid;
     memset(&c, 0, sizeof(c));
-    if (det->container[0] && (d->map == NULL || sl_container_find(d->map, det->container, &c) <= 0))
-        snprintf(c.id, sizeof(c.id), "%.64s", det->container); /* Docker down: the ID alone */
+    if (det->container[0] &&
+        (d->map == NULL || sl_container_find(d->map, det->container, &c) <= 0)) {
+        /* Not known to Docker (or Docker down): what the scanner said. */
+        if (strlen(det->container) == 64 && strspn(det->container, "0123456789abcdef") == 64)
+            snprintf(c.id, sizeof(c.id), "%.64s", det->container);
+        else
+            snprintf(c.name, sizeof(c.name), "%.127s", det->container);
+    }
     json_init(&j);
     eve_format_detection(&j, now_us(), &c, det->signature,
                          det->path[0] ? det->path : det->host_path, det->sha256, det->action,
@@ -1547,7 +1557,7 @@ int sl_daemon_run(const char *config, int foreground)
             d->iso_ready = 1;
     }
     if (d->iso_ready)
-        iso_refresh(d);
+        iso_refresh(d, 1); /* its chains too, before sluiced says it is ready */
     d->detect =
         sl_detect_start(p->compromise.detections_socket, NULL, on_detection, d, err, sizeof(err));
     if (d->detect == NULL)
@@ -1578,7 +1588,7 @@ int sl_daemon_run(const char *config, int foreground)
             auto_install(d);
             int n = nfq_hooks_check(&hc);
             if (d->iso_ready) {
-                iso_refresh(d);
+                iso_refresh(d, 0);
                 sl_isolate_check();
             }
             if (n > 0)

@@ -182,7 +182,8 @@ static void format_flow(struct json *j, const struct dpi_flow_stats *s)
 static void format_container(struct json *j, const struct sl_container *c)
 {
     json_object_begin(j, "container");
-    json_string(j, "id", c->id);
+    if (c->id[0])
+        json_string(j, "id", c->id);
     if (c->name[0])
         json_string(j, "name", c->name);
     if (c->image[0])
@@ -356,7 +357,7 @@ void eve_format_detection(struct json *j, uint64_t ts_us, const struct sl_contai
     format_time(ts, sizeof(ts), ts_us);
     json_string(j, "timestamp", ts);
     json_string(j, "event_type", "detection");
-    if (c && c->id[0])
+    if (c && (c->id[0] || c->name[0]))
         format_container(j, c);
     json_object_begin(j, "detection");
     json_string(j, "signature", signature);

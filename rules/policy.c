@@ -147,7 +147,7 @@ static const struct key keys[] = {
     K_BOOL("tls.auto_install", tls.auto_install, "false"),
 
     K_NAMES("compromise.findings", compromise.findings, "malware"),
-    K_ENUM("compromise.action", compromise.action, "isolate", responses),
+    K_ENUM("compromise.action", compromise.action, "alert", responses),
     K_NAMES("compromise.host_allow", compromise.host_allow, NULL),
     K_PATH("compromise.detections_socket", compromise.detections_socket,
            "/run/sluice/detections.sock", 0),

@@ -526,6 +526,9 @@ class Sluiced:
                     f"containers:\n  docker_socket: /var/run/docker.sock\n"
                     f"control:\n  socket: {self.sock}\n  pidfile: {self.pidfile}\n"
                     f"events:\n  eve: {self.eve}\n{extra}")
+            # The CA and the isolation state of this run only.
+            if "\ntls:" not in "\n" + extra:
+                f.write(f"tls:\n  state_dir: {os.path.join(workdir, 'state')}\n")
         self.proc = None
         on_cleanup(lambda: keep_logs(workdir, os.path.basename(workdir)))
         on_cleanup(self.stop)

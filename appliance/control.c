@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sl_sys.h"
 
 #define CONTROL_MAX_REQUEST 1024       /* one command line, arguments included */
 #define CONTROL_MAX_REPLY   (16 << 20) /* a container list on a big host stays far below */
@@ -68,22 +69,6 @@ static int fill_addr(struct sockaddr_un *sun, const char *path, char *err, size_
     }
     memcpy(sun->sun_path, path, strlen(path) + 1);
     return 0;
-}
-
-/* mkdir -p of the folder holding path, new folders 0755. */
-static int make_parent(const char *path)
-{
-    char *copy = strdup(path);
-    if (copy == NULL)
-        return -1;
-    char *dir = dirname(copy);
-    int rc = 0;
-    if (strcmp(dir, ".") != 0 && strcmp(dir, "/") != 0 && access(dir, F_OK) != 0) {
-        if (make_parent(dir) != 0 || (mkdir(dir, 0755) != 0 && errno != EEXIST))
-            rc = -1;
-    }
-    free(copy);
-    return rc;
 }
 
 /*
@@ -367,7 +352,7 @@ static int make_socket(struct sl_control *c, char *err, size_t errlen)
 
     if (fill_addr(&sun, c->path, err, errlen) != 0)
         return -1;
-    if (make_parent(c->path) != 0) {
+    if (sl_make_parent(c->path, 0755) != 0) {
         snprintf(err, errlen, "%s: cannot create its folder: %s", c->path, strerror(errno));
         return -1;
     }
@@ -428,12 +413,7 @@ struct sl_control *sl_control_start(const char *path, const struct sl_control_op
         control_free(c);
         return NULL;
     }
-    /* Signals go to the daemon's main thread, not to this one. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&c->thread, NULL, serve, c);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = sl_thread_start(&c->thread, serve, c);
     if (rc != 0) {
         snprintf(err, errlen, "control thread: %s", strerror(rc));
         unlink(c->path);

@@ -33,6 +33,7 @@
 #include "json.h"
 #include "jsonp.h"
 #include "log.h"
+#include "sl_sys.h"
 
 #define DETECT_MAX_CLIENTS 256
 #define DETECT_IN_CAP      (SL_DETECT_MAX_LINE + 1) /* a whole line and its newline */
@@ -309,22 +310,6 @@ static int fill_addr(struct sockaddr_un *sun, const char *path, char *err, size_
     return 0;
 }
 
-/* mkdir -p of the folder holding path, new folders 0755. */
-static int make_parent(const char *path)
-{
-    char *copy = strdup(path);
-    if (copy == NULL)
-        return -1;
-    char *dir = dirname(copy);
-    int rc = 0;
-    if (strcmp(dir, ".") != 0 && strcmp(dir, "/") != 0 && access(dir, F_OK) != 0) {
-        if (make_parent(dir) != 0 || (mkdir(dir, 0755) != 0 && errno != EEXIST))
-            rc = -1;
-    }
-    free(copy);
-    return rc;
-}
-
 /* A socket file nobody answers on is a dead daemon's: replaced. One that
  * answers is left alone. 0 when path is free for bind. */
 static int clear_stale(const char *path, const struct sockaddr_un *sun, char *err, size_t errlen)
@@ -394,7 +379,7 @@ static int make_socket(struct sl_detect *d, const char *group, char *err, size_t
         return -1;
     if (fill_addr(&sun, d->path, err, errlen) != 0)
         return -1;
-    if (make_parent(d->path) != 0) {
+    if (sl_make_parent(d->path, 0755) != 0) {
         snprintf(err, errlen, "%s: cannot create its folder: %s", d->path, strerror(errno));
         return -1;
     }
@@ -710,12 +695,7 @@ struct sl_detect *sl_detect_start(const char *path, const char *group, sl_detect
         detect_free(d);
         return NULL;
     }
-    /* Signals go to the daemon's main thread, not to this one. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&d->thread, NULL, serve, d);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = sl_thread_start(&d->thread, serve, d);
     if (rc != 0) {
         snprintf(err, errlen, "detection thread: %s", strerror(rc));
         unlink(d->path);

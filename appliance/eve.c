@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sl_sys.h"
+
 static void format_time(char *buf, size_t len, uint64_t ts_us)
 {
     time_t secs = (time_t)(ts_us / 1000000);
@@ -238,22 +240,6 @@ void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode,
     json_object_end(j);
 }
 
-/* mkdir -p of the folder holding path. */
-static int make_parent(const char *path)
-{
-    char *copy = strdup(path);
-    if (copy == NULL)
-        return -1;
-    char *dir = dirname(copy);
-    int rc = 0;
-    if (strcmp(dir, ".") != 0 && strcmp(dir, "/") != 0 && access(dir, F_OK) != 0) {
-        if (make_parent(dir) != 0 || (mkdir(dir, 0750) != 0 && errno != EEXIST))
-            rc = -1;
-    }
-    free(copy);
-    return rc;
-}
-
 struct eve *eve_open(const char *path, char *err, size_t errlen)
 {
     struct eve *ev = calloc(1, sizeof(*ev));
@@ -268,7 +254,7 @@ struct eve *eve_open(const char *path, char *err, size_t errlen)
         ev->is_stdout = 1;
         return ev;
     }
-    if (make_parent(path) != 0) {
+    if (sl_make_parent(path, 0750) != 0) {
         snprintf(err, errlen, "%s: cannot create its folder: %s", path, strerror(errno));
         goto fail;
     }

@@ -28,6 +28,7 @@
 
 #include "log.h"
 #include "sl_sys.h"
+#include "usock.h"
 
 #define CONTROL_MAX_REQUEST 1024       /* one command line, arguments included */
 #define CONTROL_MAX_REPLY   (16 << 20) /* a container list on a big host stays far below */
@@ -307,76 +308,10 @@ static void *serve(void *arg)
     return NULL;
 }
 
-/*
- * A socket file left behind by a daemon that died is replaced; one that
- * answers belongs to a running sluiced and is left alone. Returns 0 when path
- * is free for bind.
- */
-static int clear_stale(const char *path, char *err, size_t errlen)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        snprintf(err, errlen, "%s: exists and is not a socket", path);
-        return -1;
-    }
-    char cerr[256];
-    int fd = connect_to(path, 1000, cerr, sizeof(cerr));
-    if (fd >= 0 || errno == ETIMEDOUT) {
-        if (fd >= 0)
-            close(fd);
-        snprintf(err, errlen, "%s: another sluiced is answering on this socket", path);
-        return -1;
-    }
-    if (errno != ECONNREFUSED && errno != ENOENT) {
-        snprintf(err, errlen, "%s", cerr);
-        return -1;
-    }
-    if (unlink(path) != 0 && errno != ENOENT) {
-        snprintf(err, errlen, "%s: cannot remove the stale socket: %s", path, strerror(errno));
-        return -1;
-    }
-    log_info("%s: replaced a stale socket", path);
-    return 0;
-}
-
 static int make_socket(struct sl_control *c, char *err, size_t errlen)
 {
-    struct sockaddr_un sun;
-    struct stat st;
-
-    if (fill_addr(&sun, c->path, err, errlen) != 0)
-        return -1;
-    if (sl_make_parent(c->path, 0755) != 0) {
-        snprintf(err, errlen, "%s: cannot create its folder: %s", c->path, strerror(errno));
-        return -1;
-    }
-    if (clear_stale(c->path, err, errlen) != 0)
-        return -1;
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (c->fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -1;
-    }
-    /* On Linux the socket file takes the socket inode's mode (less the
-     * umask): set it first so the file is never reachable by others. */
-    if (fchmod(c->fd, 0600) != 0 || bind(c->fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-        snprintf(err, errlen, "%s: %s", c->path, strerror(errno));
-        return -1;
-    }
-    if (chmod(c->path, 0600) != 0 || stat(c->path, &st) != 0 || listen(c->fd, 16) != 0) {
-        snprintf(err, errlen, "%s: %s", c->path, strerror(errno));
-        unlink(c->path);
-        return -1;
-    }
-    c->dev = st.st_dev;
-    c->ino = st.st_ino;
-    return 0;
+    c->fd = sl_usock_listen(c->path, 0600, (gid_t)-1, 16, &c->dev, &c->ino, err, errlen);
+    return c->fd < 0 ? -1 : 0;
 }
 
 static void control_free(struct sl_control *c)
@@ -425,16 +360,12 @@ struct sl_control *sl_control_start(const char *path, const struct sl_control_op
 
 void sl_control_stop(struct sl_control *c)
 {
-    struct stat st;
     if (c == NULL)
         return;
     while (write(c->stop_pipe[1], "x", 1) < 0 && errno == EINTR)
         ;
     pthread_join(c->thread, NULL);
-    /* A newer sluiced may have replaced the file since: leave that one. */
-    if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino &&
-        unlink(c->path) != 0)
-        log_warn("%s: cannot remove the socket", c->path);
+    sl_usock_unlink(c->path, c->dev, c->ino);
     control_free(c);
 }
 

@@ -34,6 +34,7 @@
 #include "jsonp.h"
 #include "log.h"
 #include "sl_sys.h"
+#include "usock.h"
 
 #define DETECT_MAX_CLIENTS 256
 #define DETECT_IN_CAP      (SL_DETECT_MAX_LINE + 1) /* a whole line and its newline */
@@ -297,58 +298,6 @@ static int ratelimit_ok(struct ratelimit *r, const char *path, const char *what)
     return 0;
 }
 
-static int fill_addr(struct sockaddr_un *sun, const char *path, char *err, size_t errlen)
-{
-    memset(sun, 0, sizeof(*sun));
-    sun->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sun->sun_path)) {
-        snprintf(err, errlen, "%s: path too long for a Unix socket (%zu bytes at most)", path,
-                 sizeof(sun->sun_path) - 1);
-        return -1;
-    }
-    memcpy(sun->sun_path, path, strlen(path) + 1);
-    return 0;
-}
-
-/* A socket file nobody answers on is a dead daemon's: replaced. One that
- * answers is left alone. 0 when path is free for bind. */
-static int clear_stale(const char *path, const struct sockaddr_un *sun, char *err, size_t errlen)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        snprintf(err, errlen, "%s: exists and is not a socket", path);
-        return -1;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -1;
-    }
-    int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-    int saved = errno;
-    close(fd);
-    if (rc == 0 || saved == EAGAIN) {
-        snprintf(err, errlen, "%s: another sluiced is answering on this socket", path);
-        return -1;
-    }
-    if (saved != ECONNREFUSED && saved != ENOENT) {
-        snprintf(err, errlen, "%s: %s", path, strerror(saved));
-        return -1;
-    }
-    if (unlink(path) != 0 && errno != ENOENT) {
-        snprintf(err, errlen, "%s: cannot remove the stale socket: %s", path, strerror(errno));
-        return -1;
-    }
-    log_info("%s: replaced a stale socket", path);
-    return 0;
-}
-
 static int lookup_group(const char *group, gid_t *gid, char *err, size_t errlen)
 {
     char buf[16384];
@@ -371,40 +320,11 @@ static int lookup_group(const char *group, gid_t *gid, char *err, size_t errlen)
 
 static int make_socket(struct sl_detect *d, const char *group, char *err, size_t errlen)
 {
-    struct sockaddr_un sun;
-    struct stat st;
-
     d->gid = getegid();
     if (group && lookup_group(group, &d->gid, err, errlen) != 0)
         return -1;
-    if (fill_addr(&sun, d->path, err, errlen) != 0)
-        return -1;
-    if (sl_make_parent(d->path, 0755) != 0) {
-        snprintf(err, errlen, "%s: cannot create its folder: %s", d->path, strerror(errno));
-        return -1;
-    }
-    if (clear_stale(d->path, &sun, err, errlen) != 0)
-        return -1;
-    d->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (d->fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -1;
-    }
-    /* The file takes the socket inode's mode less the umask: 0600 until its
-     * group is right, so nobody else reaches it in between. */
-    if (fchmod(d->fd, 0600) != 0 || bind(d->fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-        snprintf(err, errlen, "%s: %s", d->path, strerror(errno));
-        return -1;
-    }
-    if (chown(d->path, (uid_t)-1, d->gid) != 0 || chmod(d->path, 0660) != 0 ||
-        stat(d->path, &st) != 0 || listen(d->fd, 128) != 0) {
-        snprintf(err, errlen, "%s: %s", d->path, strerror(errno));
-        unlink(d->path);
-        return -1;
-    }
-    d->dev = st.st_dev;
-    d->ino = st.st_ino;
-    return 0;
+    d->fd = sl_usock_listen(d->path, 0660, d->gid, 128, &d->dev, &d->ino, err, errlen);
+    return d->fd < 0 ? -1 : 0;
 }
 
 /* Root, the daemon's user, and members of the socket's group. */
@@ -707,16 +627,12 @@ struct sl_detect *sl_detect_start(const char *path, const char *group, sl_detect
 
 void sl_detect_stop(struct sl_detect *d)
 {
-    struct stat st;
     if (d == NULL)
         return;
     while (write(d->stop_pipe[1], "x", 1) < 0 && errno == EINTR)
         ;
     pthread_join(d->thread, NULL);
-    /* A newer sluiced may have replaced the file since: leave that one. */
-    if (stat(d->path, &st) == 0 && st.st_dev == d->dev && st.st_ino == d->ino &&
-        unlink(d->path) != 0)
-        log_warn("%s: cannot remove the socket", d->path);
+    sl_usock_unlink(d->path, d->dev, d->ino);
     detect_free(d);
 }
 

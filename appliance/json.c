@@ -61,7 +61,7 @@ static void putc_(struct json *j, char c)
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t json_utf8_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     size_t len;
@@ -99,7 +99,7 @@ static void put_escaped(struct json *j, const char *val, size_t n)
     putc_(j, '"');
     while (i < n) {
         unsigned char c = s[i];
-        size_t ulen = c >= 0x20 && c != '"' && c != '\\' ? utf8_len(s + i, n - i) : 0;
+        size_t ulen = c >= 0x20 && c != '"' && c != '\\' ? json_utf8_len(s + i, n - i) : 0;
         if (ulen) {
             i += ulen;
             continue;

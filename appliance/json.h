@@ -37,4 +37,8 @@ void json_int(struct json *j, const char *key, int64_t v);
 void json_bool(struct json *j, const char *key, int v);
 void json_null(struct json *j, const char *key);
 
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 for an invalid one
+ * (overlong, surrogate, past U+10FFFF, cut short). The reader uses it too. */
+size_t json_utf8_len(const unsigned char *s, size_t n);
+
 #endif

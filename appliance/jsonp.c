@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
+
 #define JSONP_MAX_DEPTH   64
 #define ARENA_MIN_BLOCK   4096
 #define ARENA_FIRST_LIMIT (1u << 20)
@@ -168,34 +170,6 @@ static size_t put_utf8(char *o, unsigned cp)
     return 4;
 }
 
-/* Length of the valid UTF-8 sequence at s (2..4; s[0] >= 0x80), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned cp;
-
-    if ((c & 0xe0) == 0xc0)
-        len = 2, cp = c & 0x1f;
-    else if ((c & 0xf0) == 0xe0)
-        len = 3, cp = c & 0x0f;
-    else if ((c & 0xf8) == 0xf0)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-        return 0;
-    return len;
-}
-
 /* One \uXXXX escape (and its low surrogate if it is a high one) at p, which
  * points at the 'u'. Returns the code point, or -1 after fail(). */
 static long unicode_escape(struct parser *ps, const char *bs)
@@ -262,7 +236,7 @@ static char *parse_string(struct parser *ps, size_t *lenp)
             return NULL;
         }
         if (c >= 0x80) {
-            size_t n = utf8_seq((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
+            size_t n = json_utf8_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
             if (n == 0) {
                 fail(ps, ps->p, "invalid UTF-8 in string");
                 return NULL;

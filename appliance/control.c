@@ -59,19 +59,6 @@ static int left_ms(int64_t deadline)
     return left > 0 ? (int)left : 0;
 }
 
-static int fill_addr(struct sockaddr_un *sun, const char *path, char *err, size_t errlen)
-{
-    memset(sun, 0, sizeof(*sun));
-    sun->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sun->sun_path)) {
-        snprintf(err, errlen, "%s: path too long for a Unix socket (%zu bytes at most)", path,
-                 sizeof(sun->sun_path) - 1);
-        return -1;
-    }
-    memcpy(sun->sun_path, path, strlen(path) + 1);
-    return 0;
-}
-
 /*
  * Connects to path within timeout_ms. Returns the socket, or -1 with errno
  * (ENOENT or ECONNREFUSED: nobody listens; ETIMEDOUT).
@@ -79,7 +66,7 @@ static int fill_addr(struct sockaddr_un *sun, const char *path, char *err, size_
 static int connect_to(const char *path, int timeout_ms, char *err, size_t errlen)
 {
     struct sockaddr_un sun;
-    if (fill_addr(&sun, path, err, errlen) != 0) {
+    if (sl_usock_addr(&sun, path, err, errlen) != 0) {
         errno = ENAMETOOLONG;
         return -1;
     }

@@ -11,7 +11,7 @@
 #include "log.h"
 #include "sl_sys.h"
 
-static int fill_addr(struct sockaddr_un *sun, const char *path, char *err, size_t errlen)
+int sl_usock_addr(struct sockaddr_un *sun, const char *path, char *err, size_t errlen)
 {
     memset(sun, 0, sizeof(*sun));
     sun->sun_family = AF_UNIX;
@@ -68,7 +68,7 @@ int sl_usock_listen(const char *path, mode_t mode, gid_t gid, int backlog, dev_t
     struct sockaddr_un sun;
     struct stat st;
 
-    if (fill_addr(&sun, path, err, errlen) != 0)
+    if (sl_usock_addr(&sun, path, err, errlen) != 0)
         return -1;
     if (sl_make_parent(path, 0755) != 0) {
         snprintf(err, errlen, "%s: cannot create its folder: %s", path, strerror(errno));

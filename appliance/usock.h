@@ -7,6 +7,10 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/un.h>
+
+/* The address of path, or -1 when it is too long for a Unix socket. */
+int sl_usock_addr(struct sockaddr_un *sun, const char *path, char *err, size_t errlen);
 
 /*
  * A non-blocking listening stream socket at path: its folder made (0755),

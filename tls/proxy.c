@@ -35,6 +35,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -67,6 +70,9 @@
 #define READ_BUDGET 32 /* reads per direction per wakeup, for fairness */
 #define TICK_MS     250
 #define LINGER_MS   2000
+/* A worker back to no connection after this many at once gives the memory
+ * they used back to the system (see worker_main). */
+#define TRIM_AFTER 256
 
 enum obj_kind { OBJ_LISTENER, OBJ_WAKE, OBJ_SIDE };
 
@@ -140,6 +146,10 @@ struct worker {
     struct conn_list hs, idle; /* by deadline: handshake_ms, idle_ms */
     struct conn *dead;         /* closed during this batch, freed after it */
     uint64_t now;
+    unsigned nconns, peak;     /* open now; most open since the last trim */
+    uint64_t closes;           /* connections closed, ever */
+    uint64_t paused_ms;        /* listeners out of epoll since (0: not paused) */
+    uint64_t paused_closes;    /* closes when they were paused */
     struct tls_proxy_stats st; /* updated atomically, summed by tls_proxy_stats */
     uint8_t scratch[HELLO_MAX];
 };
@@ -360,6 +370,8 @@ static void conn_close(struct conn *c)
     c->st = ST_DEAD;
     c->next = w->dead;
     w->dead = c;
+    w->nconns--;
+    w->closes++;
     __atomic_fetch_sub(&w->p->open, 1, __ATOMIC_RELAXED);
 }
 
@@ -1214,6 +1226,8 @@ static void accept_one(struct worker *w, int fd, const struct sockaddr_storage *
     c->st = ST_HELLO;
     c->last_ms = w->now;
     list_add(&w->hs, c);
+    if (++w->nconns > w->peak)
+        w->peak = w->nconns;
     if (original_dst(p, fd, &c->server) < 0) {
         STAT_ADD(w, closed, 1);
         conn_close(c);
@@ -1228,6 +1242,27 @@ static void accept_one(struct worker *w, int fd, const struct sockaddr_storage *
     hello_step(c);
 }
 
+/* Listeners in or out of epoll. Out of descriptors (or memory), a pending
+ * connection stays pending and its listener stays readable: left in a
+ * level-triggered epoll it would wake the worker at once, forever. */
+static void listeners_arm(struct worker *w, int on)
+{
+    for (unsigned i = 0; i < w->nlis; i++) {
+        struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &w->lis[i]};
+        epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->lis[i].fd, &ev);
+    }
+    w->paused_ms = on ? 0 : w->now ? w->now : 1;
+    w->paused_closes = w->closes;
+}
+
+/* Paused listeners come back once a connection has closed (descriptors were
+ * freed) or a tick has passed (another part of the process freed some). */
+static void listeners_resume(struct worker *w)
+{
+    if (w->paused_ms && (w->closes != w->paused_closes || w->now >= w->paused_ms + TICK_MS))
+        listeners_arm(w, 1);
+}
+
 static void accept_all(struct worker *w, int lfd)
 {
     for (;;) {
@@ -1237,7 +1272,11 @@ static void accept_all(struct worker *w, int lfd)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            return; /* EAGAIN, or out of descriptors: try again on the next wakeup */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                STAT_ADD(w, accept_paused, 1);
+                listeners_arm(w, 0);
+            }
+            return; /* EAGAIN: all taken */
         }
         accept_one(w, fd, &ss);
     }
@@ -1297,6 +1336,24 @@ static void free_dead(struct worker *w)
     }
 }
 
+/*
+ * After a burst, the memory its connections used (record buffers, held
+ * messages, the engine's bodies) is free but mostly stays with the process:
+ * glibc returns only the top of each heap. Once this worker has no
+ * connection left after many, every free page goes back to the system, so
+ * sluiced returns near its resting size. Rare (once per burst), and a
+ * worker with nothing to do is the one paying for it.
+ */
+static void trim(struct worker *w)
+{
+    if (w->nconns > 0 || w->peak < TRIM_AFTER)
+        return;
+    w->peak = 0;
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -1320,6 +1377,8 @@ static void *worker_main(void *arg)
         free_dead(w);
         sweep(w);
         free_dead(w);
+        listeners_resume(w);
+        trim(w);
     }
     while (w->hs.head)
         conn_close(w->hs.head);
@@ -1525,6 +1584,16 @@ struct tls_proxy *tls_proxy_start(const struct tls_proxy_config *cfg,
     return p;
 }
 
+unsigned tls_proxy_conns_fit(uint64_t nofile, unsigned reserve, unsigned want)
+{
+    if (want == 0)
+        want = 1;
+    if (nofile <= reserve + 2u)
+        return 1;
+    uint64_t fit = (nofile - reserve) / 2;
+    return fit < want ? (unsigned)fit : want;
+}
+
 uint16_t tls_proxy_port(const struct tls_proxy *p)
 {
     return p->port;
@@ -1545,6 +1614,7 @@ void tls_proxy_stats(const struct tls_proxy *p, struct tls_proxy_stats *out)
         SUM(client_failed);
         SUM(timeouts);
         SUM(hold_overflows);
+        SUM(accept_paused);
         SUM(bytes_up);
         SUM(bytes_down);
 #undef SUM

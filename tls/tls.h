@@ -184,9 +184,18 @@ struct tls_proxy_stats {
     uint64_t client_failed;        /* client handshakes that failed (CA not trusted) */
     uint64_t timeouts;             /* idle or handshake */
     uint64_t hold_overflows;       /* messages streamed past hold_limit */
+    uint64_t accept_paused;        /* out of descriptors: accepting paused for a tick */
     uint64_t bytes_up, bytes_down; /* relayed, plaintext when intercepted */
     uint64_t open;                 /* now */
 };
+
+/*
+ * How many connections fit in nofile descriptors: two each (the container's
+ * and upstream's), after reserve for the rest of the process; at most want,
+ * at least 1. For cfg.max_conns, so the proxy closes what does not fit
+ * instead of leaving it unaccepted in the kernel.
+ */
+unsigned tls_proxy_conns_fit(uint64_t nofile, unsigned reserve, unsigned want);
 
 /* Binds the listeners and starts the workers; NULL with a reason. ops is
  * copied; cfg's pointers must outlive the proxy. */

@@ -204,13 +204,13 @@ static void print_stats(struct tls_proxy *p, const char *what)
     tls_proxy_stats(p, &s);
     say("%s connections=%llu intercepted=%llu spliced=%llu refused=%llu blocked=%llu "
         "closed=%llu client_failed=%llu timeouts=%llu hold_overflows=%llu bytes_up=%llu "
-        "bytes_down=%llu open=%llu",
+        "bytes_down=%llu open=%llu accept_paused=%llu",
         what, (unsigned long long)s.connections, (unsigned long long)s.intercepted,
         (unsigned long long)s.spliced, (unsigned long long)s.refused, (unsigned long long)s.blocked,
         (unsigned long long)s.closed, (unsigned long long)s.client_failed,
         (unsigned long long)s.timeouts, (unsigned long long)s.hold_overflows,
         (unsigned long long)s.bytes_up, (unsigned long long)s.bytes_down,
-        (unsigned long long)s.open);
+        (unsigned long long)s.open, (unsigned long long)s.accept_paused);
 }
 
 static long rss_kib(void)
@@ -369,7 +369,7 @@ int main(int argc, char **argv)
             struct tls_proxy_stats s;
             tls_proxy_stats(p, &s);
             say("mem heap=%zu rss_kib=%ld open=%llu", mi.uordblks, rss_kib(),
-                (unsigned long long)s.open);
+                (unsigned long long)s.open, (unsigned long long)s.accept_paused);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }

@@ -1166,6 +1166,19 @@ static void test_handshake_errors(SSL_CTX *strict)
     X509_free(good);
 }
 
+/* Descriptors: two per proxied connection, after the reserve. */
+static void test_conns_fit(void)
+{
+    CHECK_EQ_INT(tls_proxy_conns_fit(1048576, 256, 10000), 10000);
+    CHECK_EQ_INT(tls_proxy_conns_fit(20000, 256, 10000), 9872);
+    CHECK_EQ_INT(tls_proxy_conns_fit(20256 + 1, 256, 10000), 10000);
+    CHECK_EQ_INT(tls_proxy_conns_fit(1024, 256, 10000), 384);
+    CHECK_EQ_INT(tls_proxy_conns_fit(259, 256, 10000), 1);
+    CHECK_EQ_INT(tls_proxy_conns_fit(100, 256, 10000), 1);
+    CHECK_EQ_INT(tls_proxy_conns_fit(UINT64_MAX, 256, 10000), 10000);
+    CHECK_EQ_INT(tls_proxy_conns_fit(5000, 0, 0), 1);
+}
+
 int main(void)
 {
     char dir[300], roots[300], ownroots[300], err[TLS_ERRLEN];
@@ -1182,6 +1195,7 @@ int main(void)
     }
     pki_init();
 
+    test_conns_fit();
     test_ca_create();
     test_ca_broken();
     test_ca_rotation();

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
@@ -662,6 +663,38 @@ static void tls_close(void *ctx, void *h)
     free(c);
 }
 
+/* TLS connections at once at most, and the descriptors kept for the rest
+ * of the daemon (queues, sockets, the Docker API, logs). */
+#define TLS_MAX_CONNS  10000
+#define NOFILE_RESERVE 256
+
+/*
+ * Every intercepted connection holds two descriptors (the container's and
+ * upstream's), and systemd's default soft limit is 1024: the soft limit is
+ * raised to the hard one at start. Returns the limit in force.
+ */
+static uint64_t nofile_raise(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("getrlimit RLIMIT_NOFILE");
+        return 1024;
+    }
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            log_warn("open files: cannot raise the soft limit %llu to %llu",
+                     (unsigned long long)was, (unsigned long long)rl.rlim_max);
+            rl.rlim_cur = was;
+        } else {
+            log_info("open files: soft limit raised from %llu to %llu", (unsigned long long)was,
+                     (unsigned long long)rl.rlim_cur);
+        }
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+}
+
 static int tls_start(struct daemon *d, const struct rules_policy *p, unsigned cpus, char *err,
                      size_t errlen)
 {
@@ -688,10 +721,16 @@ static int tls_start(struct daemon *d, const struct rules_policy *p, unsigned cp
         d->tls_workers[i].owners.d = d;
         json_init(&d->tls_workers[i].owners.j);
     }
+    uint64_t nofile = nofile_raise();
+    unsigned max_conns = tls_proxy_conns_fit(nofile, NOFILE_RESERVE, TLS_MAX_CONNS);
+    if (max_conns < TLS_MAX_CONNS)
+        log_warnx("open files limited to %llu: at most %u TLS connections at once, not %u "
+                  "(two descriptors each; raise LimitNOFILE or ulimit -Hn)",
+                  (unsigned long long)nofile, max_conns, TLS_MAX_CONNS);
     struct tls_proxy_config cfg = {
         .port = (uint16_t)p->tls.proxy_port,
         .workers = d->ntls,
-        .max_conns = 10000,
+        .max_conns = max_conns,
         .idle_ms = 300000,
         .handshake_ms = 10000,
         .hold_limit = p->limits.body,

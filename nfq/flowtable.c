@@ -11,6 +11,12 @@
  * The table owns TCP reassembly: payload goes through the direction's
  * reassembler and comes out in order into the engine. Nothing is allocated
  * per packet except when reassembly must hold an out-of-order segment.
+ *
+ * A connection sluice has reset (a blocked flow) is over at once: its engine
+ * flow ends there, its events go out while its container is still known,
+ * and what stays is a small tombstone on the closed list, so that late
+ * packets of that connection are blocked too and a new connection on the
+ * same addresses starts a flow of its own.
  */
 #include "nfq.h"
 #include "reasm.h"
@@ -36,7 +42,7 @@ struct ft_flow {
     uint8_t on_closed_list;
     uint8_t ended[2]; /* by direction: FIN or RST delivered */
     struct ft_key key;
-    struct dpi_flow *df;
+    struct dpi_flow *df;       /* NULL: a tombstone of a connection sluice reset */
     struct reasm_stream rs[2]; /* by direction of the bytes */
 };
 
@@ -238,7 +244,9 @@ static void sink_end(void *c)
 
 static const struct reasm_sink engine_sink = {sink_data, sink_gap, sink_end};
 
-static void flow_end(struct nfq_flowtable *t, struct ft_flow *f, uint64_t ts_us)
+/* The engine's part of a flow: what reassembly holds, then the engine flow
+ * (its last events). */
+static void flow_end_engine(struct nfq_flowtable *t, struct ft_flow *f, uint64_t ts_us)
 {
     for (int d = 0; d < 2; d++) {
         struct sink_ctx ctx = {t, f, (enum dpi_dir)d, ts_us};
@@ -248,6 +256,13 @@ static void flow_end(struct nfq_flowtable *t, struct ft_flow *f, uint64_t ts_us)
     }
     dpi_flow_end(t->engine, f->df, ts_us);
     dpi_flow_free(t->engine, f->df);
+    f->df = NULL;
+}
+
+static void flow_end(struct nfq_flowtable *t, struct ft_flow *f, uint64_t ts_us)
+{
+    if (f->df)
+        flow_end_engine(t, f, ts_us);
 
     struct ft_flow **pp = &t->buckets[f->hash & (t->nbuckets - 1)];
     while (*pp != f)
@@ -399,6 +414,12 @@ enum dpi_verdict nfq_flowtable_packet(struct nfq_flowtable *t, const struct nfq_
         flow_end(t, f, ts_us);
         f = NULL;
     }
+    if (f && f->df == NULL) { /* a connection sluice reset: nothing passes */
+        touch(t, f, ts_us);
+        if (flow_out)
+            *flow_out = NULL;
+        return DPI_BLOCK;
+    }
     if (f == NULL) {
         struct nfq_pkt client_first;
         int swapped = t->mode == NFQ_FLOWTABLE_INLINE && from_server(p);
@@ -423,6 +444,23 @@ enum dpi_verdict nfq_flowtable_packet(struct nfq_flowtable *t, const struct nfq_
     return dpi_flow_verdict(f->df);
 }
 
+void nfq_flowtable_reset(struct nfq_flowtable *t, const struct nfq_pkt *p, uint64_t ts_us)
+{
+    enum dpi_dir dir;
+    struct ft_flow *f = flow_lookup(t, p, hash_packet(t, p), &dir);
+
+    if (f == NULL || f->df == NULL)
+        return;
+    flow_end_engine(t, f, ts_us);
+    f->ended[0] = f->ended[1] = 1;
+    if (!f->on_closed_list) {
+        list_unlink(&t->open, f);
+        f->on_closed_list = 1;
+        list_append(&t->closed, f);
+    }
+    touch(t, f, ts_us);
+}
+
 static void expire_list(struct nfq_flowtable *t, struct ft_list *l, uint64_t timeout,
                         uint64_t now_us)
 {
@@ -445,6 +483,11 @@ void nfq_flowtable_stats(const struct nfq_flowtable *t, struct nfq_flowtable_sta
     out->reasm_overlaps = t->pool.overlaps;
     out->reasm_conflicts = t->pool.overlap_conflicts;
     out->reasm_held = t->pool.held;
+}
+
+uint64_t nfq_flowtable_count(const struct nfq_flowtable *t)
+{
+    return t->count;
 }
 
 void nfq_flowtable_free(struct nfq_flowtable *t, uint64_t now_us)

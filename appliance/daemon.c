@@ -8,7 +8,7 @@
  * writer writes with write(2) and keeps what it could not write (a full
  * disk, a log being rotated) at the head of the list, retrying every second,
  * so an event is lost only when the list outgrows its bound; lost events are
- * counted and said in the log.
+ * counted and said in the log, and so are the events written late.
  */
 #include "daemon.h"
 
@@ -128,6 +128,7 @@ struct daemon {
     char *eve_path;
     int use_syslog;
     _Atomic uint64_t events, alerts, blocked, lost;
+    _Atomic uint64_t delayed; /* written late: they waited for a full disk, a lost folder */
 };
 
 static void judge_alert(struct daemon *d, const struct dpi_event *ev, const struct flow_owner *o);
@@ -313,6 +314,11 @@ static void *writer_main(void *arg)
 {
     struct daemon *d = arg;
     int failing = 0;
+    /* From a failed write until the backlog is written: every event written
+     * in between is late; how many is said once the backlog is gone. */
+    int late = 0;
+    uint64_t late_n = 0;
+    time_t late_since = 0;
 
     pthread_mutex_lock(&d->evq_lock);
     for (;;) {
@@ -344,12 +350,28 @@ static void *writer_main(void *arg)
                 d->tail = NULL;
             d->evq_bytes -= it->len;
             free(it);
+            if (late) {
+                late_n++;
+                atomic_fetch_add(&d->delayed, 1);
+                if (d->head == NULL) {
+                    log_info("%s: %llu events written late (the log could not be written "
+                             "for %lld s), none lost",
+                             d->eve_path, (unsigned long long)late_n,
+                             (long long)(time(NULL) - late_since));
+                    late = 0;
+                }
+            }
             continue;
         }
         /* Keep the event and retry: a full disk frees up, a folder returns. */
         if (!failing)
             log_warn("%s: cannot write events, keeping them in memory", d->eve_path);
         failing = 1;
+        if (!late) {
+            late = 1;
+            late_n = 0;
+            late_since = time(NULL);
+        }
         if (d->evq_stop)
             break;
         pthread_mutex_unlock(&d->evq_lock);
@@ -1141,6 +1163,9 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
         json_uint(r, "bypassed", st.bypassed);
         json_uint(r, "resets", st.resets);
         json_uint(r, "errors", st.errors);
+        /* The kernel could not queue these (the worker fell behind). */
+        json_uint(r, "failed_open", st.fail_closed ? 0 : st.missed);
+        json_uint(r, "overflow_dropped", st.fail_closed ? st.missed : 0);
         json_object_end(r);
     }
     json_array_end(r);
@@ -1163,6 +1188,7 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
     json_uint(r, "alerts", atomic_load(&d->alerts));
     json_uint(r, "blocked", atomic_load(&d->blocked));
     json_uint(r, "events_lost", atomic_load(&d->lost));
+    json_uint(r, "events_delayed", atomic_load(&d->delayed));
     return 0;
 }
 

@@ -117,6 +117,12 @@ struct nfq_inline_ops {
 struct nfq_queue_stats {
     unsigned queue_num;
     uint64_t packets, accepted, dropped, bypassed, resets, errors;
+    /* Packets the kernel offered this queue that its socket could not take
+     * (the worker fell behind): with fail-open they passed uninspected, with
+     * fail-closed they were dropped. Counted from gaps in the packet ids, so
+     * a loss shows when the next packet is read. */
+    uint64_t missed;
+    int fail_closed;
 };
 
 struct nfq_inline;
@@ -131,6 +137,10 @@ void nfq_inline_stop(struct nfq_inline *q);
  * at that moment are ended and picked up again mid-stream. */
 void nfq_inline_reload(struct nfq_inline *q);
 unsigned nfq_inline_queues(const struct nfq_inline *q);
+/* How many packet ids were skipped between *last and id (the packets the
+ * kernel could not queue); moves *last to id. An id not after *last (the
+ * same one again) counts nothing. */
+uint32_t nfq_ids_missed(uint32_t *last, uint32_t id);
 void nfq_inline_stats(struct nfq_inline *q, unsigned i, struct nfq_queue_stats *out);
 
 struct nfq_hooks_config {

@@ -40,8 +40,21 @@
 /* Largest packet with NFQA_CFG_F_GSO (no kernel segmentation) plus headers. */
 #define PKT_MAX     0x10000
 #define RECV_BUF    (PKT_MAX + MNL_SOCKET_BUFFER_SIZE)
-#define QUEUE_LEN   4096
 #define SOCK_RCVBUF (8 * 1024 * 1024)
+/* Accepts answered at least this often, so packets read but not yet
+ * answered stay few: the kernel's queue then holds little more than what
+ * waits in the socket. */
+#define BATCH_MAX 64
+/* The kernel's bound on packets in a queue. It is set far above what the
+ * socket can hold (16 MiB, the kernel doubles SOCK_RCVBUF; a queued packet
+ * takes at least ~700 bytes of it) so that an overload always overflows the
+ * socket, never this count: a packet the socket cannot take has already
+ * been given an id, so it shows as a gap in the ids the worker reads
+ * (nfq_ids_missed), whereas one refused because the queue is full passes
+ * (fail-open) or is dropped without a trace for the worker. Memory stays
+ * bounded by the socket: a queued packet is one waiting in it, or one of at
+ * most BATCH_MAX read and not yet answered. */
+#define QUEUE_LEN 65536
 
 struct nfq_worker {
     struct nfq_inline *q;
@@ -59,9 +72,11 @@ struct nfq_worker {
     char *buf;
     /* The open batch: accepts not answered yet. */
     uint32_t batch_last;
+    unsigned batch_len;
     int batch_open;
+    uint32_t last_id; /* of the last packet read; ids start at 1 on a new queue */
     /* Read by the control thread while the worker writes them. */
-    _Atomic uint64_t packets, accepted, dropped, bypassed, resets, errors;
+    _Atomic uint64_t packets, accepted, dropped, bypassed, resets, errors, missed;
 };
 
 struct nfq_inline {
@@ -154,6 +169,7 @@ static void batch_flush(struct nfq_worker *w)
         return;
     verdict_send(w, NFQNL_MSG_VERDICT_BATCH, w->batch_last, NF_ACCEPT, 0, 0);
     w->batch_open = 0;
+    w->batch_len = 0;
 }
 
 /* --- resets -------------------------------------------------------------------- */
@@ -278,6 +294,9 @@ static void handle_packet(struct nfq_worker *w, const struct nlmsghdr *nlh, uint
     const struct nfqnl_msg_packet_hdr *ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
     uint32_t id = ntohl(ph->packet_id);
     atomic_fetch_add_explicit(&w->packets, 1, memory_order_relaxed);
+    uint32_t missed = nfq_ids_missed(&w->last_id, id);
+    if (missed)
+        atomic_fetch_add_explicit(&w->missed, missed, memory_order_relaxed);
 
     const uint8_t *payload = attr[NFQA_PAYLOAD] ? mnl_attr_get_payload(attr[NFQA_PAYLOAD]) : NULL;
     size_t len = attr[NFQA_PAYLOAD] ? mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]) : 0;
@@ -308,6 +327,23 @@ static void handle_packet(struct nfq_worker *w, const struct nlmsghdr *nlh, uint
     }
     w->batch_last = id;
     w->batch_open = 1;
+    if (++w->batch_len >= BATCH_MAX)
+        batch_flush(w);
+}
+
+/* The kernel numbers the packets it offers a queue 1, 2, 3... under the
+ * queue's lock, and hands them to the socket in that order; an id is taken
+ * before the packet is put in the socket, so a packet the full socket could
+ * not take leaves a gap (net/netfilter/nfnetlink_queue.c,
+ * __nfqnl_enqueue_packet). */
+uint32_t nfq_ids_missed(uint32_t *last, uint32_t id)
+{
+    uint32_t gap = id - *last - 1; /* modulo 2^32: ids wrap */
+
+    if (gap >= 0x80000000u) /* not after the last one: nothing new missed */
+        return 0;
+    *last = id;
+    return gap;
 }
 
 static int on_message(const struct nlmsghdr *nlh, void *data)
@@ -517,4 +553,6 @@ void nfq_inline_stats(struct nfq_inline *q, unsigned i, struct nfq_queue_stats *
     out->bypassed = atomic_load_explicit(&w->bypassed, memory_order_relaxed);
     out->resets = atomic_load_explicit(&w->resets, memory_order_relaxed);
     out->errors = atomic_load_explicit(&w->errors, memory_order_relaxed);
+    out->missed = atomic_load_explicit(&w->missed, memory_order_relaxed);
+    out->fail_closed = q->cfg.fail_closed;
 }

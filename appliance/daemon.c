@@ -49,6 +49,7 @@
 
 #define EVQ_MAX_BYTES (256u << 20) /* events waiting for the disk */
 #define FLOW_CACHE    256          /* per worker, direct-mapped by flow id */
+#define EVQ_GATHER_US 2000         /* the writer's wait for more events, once woken */
 #define HOOKS_CHECK_S 3
 
 struct evq_item {
@@ -266,13 +267,16 @@ static void evq_push(struct daemon *d, const char *line, size_t len)
     it->len = len + 1;
     it->syslogged = 0;
     it->next = NULL;
+    /* The writer waits only on an empty list. */
+    int was_empty = d->head == NULL;
     if (d->tail)
         d->tail->next = it;
     else
         d->head = it;
     d->tail = it;
     d->evq_bytes += it->len;
-    pthread_cond_signal(&d->evq_cond);
+    if (was_empty)
+        pthread_cond_signal(&d->evq_cond);
     pthread_mutex_unlock(&d->evq_lock);
 }
 
@@ -322,8 +326,19 @@ static void *writer_main(void *arg)
 
     pthread_mutex_lock(&d->evq_lock);
     for (;;) {
-        while (d->head == NULL && !d->evq_stop && !d->reopen)
+        int waited = 0;
+        while (d->head == NULL && !d->evq_stop && !d->reopen) {
             pthread_cond_wait(&d->evq_cond, &d->evq_lock);
+            waited = 1;
+        }
+        if (waited && !d->evq_stop && !d->reopen) {
+            /* Woken by the first event after a quiet spell: let the workers
+             * add the ones that follow it, so that a busy appliance wakes
+             * this thread a few hundred times a second, not once an event. */
+            pthread_mutex_unlock(&d->evq_lock);
+            usleep(EVQ_GATHER_US);
+            pthread_mutex_lock(&d->evq_lock);
+        }
         if (d->reopen) {
             d->reopen = 0;
             if (eve_reopen(d) < 0)
@@ -1124,6 +1139,13 @@ static void judge_alert(struct daemon *d, const struct dpi_event *ev, const stru
                                                                 : NULL;
     if (kind == NULL || !finding_counts(d, kind))
         return;
+    /* One response per container (judge_one): a container judged already
+     * needs no more findings, and a busy one has thousands a second. */
+    pthread_mutex_lock(&d->judge_lock);
+    int judged = judged_find(d, o->c.id) != NULL;
+    pthread_mutex_unlock(&d->judge_lock);
+    if (judged)
+        return;
     char reason[320];
     snprintf(reason, sizeof(reason), "%s in a %s (%s)", ev->alert->signature,
              ev->body ? (ev->body->to_server ? "upload" : "download") : "flow",
@@ -1166,6 +1188,7 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
         /* The kernel could not queue these (the worker fell behind). */
         json_uint(r, "failed_open", st.fail_closed ? 0 : st.missed);
         json_uint(r, "overflow_dropped", st.fail_closed ? st.missed : 0);
+        json_uint(r, "flows", st.flows);
         json_object_end(r);
     }
     json_array_end(r);

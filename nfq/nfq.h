@@ -79,10 +79,17 @@ void nfq_flowtable_free(struct nfq_flowtable *t, uint64_t now_us);
  * flow_out (optional) receives the engine flow. */
 enum dpi_verdict nfq_flowtable_packet(struct nfq_flowtable *t, const struct nfq_pkt *pkt,
                                       uint64_t ts_us, struct dpi_flow **flow_out);
+/* The packet's connection was reset by sluice (its flow blocked, enforced):
+ * the flow ends now (its events are emitted) and leaves a tombstone for a
+ * while, so that its late packets get DPI_BLOCK (with no flow) and a new
+ * connection on the same addresses is a new flow. */
+void nfq_flowtable_reset(struct nfq_flowtable *t, const struct nfq_pkt *pkt, uint64_t ts_us);
 /* Ends flows idle for longer than the policy's flow timeout. Cheap when
  * nothing is due; call it regularly (every packet is fine). */
 void nfq_flowtable_expire(struct nfq_flowtable *t, uint64_t now_us);
 void nfq_flowtable_stats(const struct nfq_flowtable *t, struct nfq_flowtable_stats *out);
+/* Flows in the table now (flows_active of the stats, cheaply). */
+uint64_t nfq_flowtable_count(const struct nfq_flowtable *t);
 
 /* --- inline: NFQUEUE workers (queue.c) and their hook rules (hooks.c) --- */
 
@@ -123,6 +130,7 @@ struct nfq_queue_stats {
      * a loss shows when the next packet is read. */
     uint64_t missed;
     int fail_closed;
+    uint64_t flows; /* in the worker's flow table (being inspected, or just ended) */
 };
 
 struct nfq_inline;

@@ -77,6 +77,7 @@ struct nfq_worker {
     uint32_t last_id; /* of the last packet read; ids start at 1 on a new queue */
     /* Read by the control thread while the worker writes them. */
     _Atomic uint64_t packets, accepted, dropped, bypassed, resets, errors, missed;
+    _Atomic uint64_t flows; /* in its table, after the last batch */
 };
 
 struct nfq_inline {
@@ -306,11 +307,14 @@ static void handle_packet(struct nfq_worker *w, const struct nlmsghdr *nlh, uint
     if (decoded)
         v = nfq_flowtable_packet(w->ft, &pkt, ts, &df);
 
-    if (v == DPI_BLOCK && df && w->q->ops.enforce(w->q->ops.ctx, df)) {
+    /* A block without a flow is a late packet of a connection reset before. */
+    if (v == DPI_BLOCK && (df == NULL || w->q->ops.enforce(w->q->ops.ctx, df))) {
         batch_flush(w);
         verdict_send(w, NFQNL_MSG_VERDICT, id, NF_DROP, 0, 0);
         atomic_fetch_add_explicit(&w->dropped, 1, memory_order_relaxed);
         reset_both(w, &pkt);
+        if (df)
+            nfq_flowtable_reset(w->ft, &pkt, ts);
         return;
     }
     atomic_fetch_add_explicit(&w->accepted, 1, memory_order_relaxed);
@@ -392,6 +396,8 @@ static void *worker_main(void *arg)
             nfq_flowtable_expire(w->ft, now);
             last_expire = now;
         }
+        atomic_store_explicit(&w->flows, w->ft ? nfq_flowtable_count(w->ft) : 0,
+                              memory_order_relaxed);
     }
     batch_flush(w);
     return NULL;
@@ -555,4 +561,5 @@ void nfq_inline_stats(struct nfq_inline *q, unsigned i, struct nfq_queue_stats *
     out->errors = atomic_load_explicit(&w->errors, memory_order_relaxed);
     out->missed = atomic_load_explicit(&w->missed, memory_order_relaxed);
     out->fail_closed = q->cfg.fail_closed;
+    out->flows = atomic_load_explicit(&w->flows, memory_order_relaxed);
 }

@@ -26,6 +26,10 @@ CACHE = os.environ.get("SLUICE_TEST_CACHE", "/var/cache/sluice-test")
 DEBIAN_PKGS = "curl,ca-certificates,openssl,python3-minimal,iperf3"
 # What the tests run inside each image; an image lacking one is not used.
 DEBIAN_NEEDS = ["curl", "python3", "iperf3", "sha256sum", "sleep"]
+# The benchmarks' image adds a load generator and a fast HTTP server to it.
+BENCH_IMAGE = "sluice-bench-debian"
+BENCH_DEBS = ["nginx", "wrk", "libluajit-5.1-2", "libluajit-5.1-common"]
+BENCH_NEEDS = DEBIAN_NEEDS + ["wrk", "nginx"]
 BUSYBOX_APPLETS = ["sh", "httpd", "sleep", "nc", "wget", "cat", "ls", "mkdir", "sha256sum",
                    "head", "dd", "rm", "echo", "kill"]
 # Process ids of the sluiced instances a run started, so the next run can
@@ -277,22 +281,22 @@ def image_has(image, commands):
     return p.returncode == 0
 
 
-def ensure_debian_image():
+def ensure_debian_image(image=DEBIAN_IMAGE, pkgs=DEBIAN_PKGS, needs=DEBIAN_NEEDS):
     """sluice-test-debian (debootstrap minbase), built once per machine from a
     cached root file system tarball. Returns the image name to use."""
-    ok = image_exists(DEBIAN_IMAGE) and image_has(DEBIAN_IMAGE, DEBIAN_NEEDS) and \
-        docker("run", "--rm", "--network", "none", DEBIAN_IMAGE, "python3", "-c",
+    ok = image_exists(image) and image_has(image, needs) and \
+        docker("run", "--rm", "--network", "none", image, "python3", "-c",
                "import socket, threading, zlib, hashlib, select", check=False).returncode == 0
     if ok:
-        return DEBIAN_IMAGE
-    name = DEBIAN_IMAGE
-    if image_exists(DEBIAN_IMAGE):
+        return image
+    name = image
+    if image_exists(image):
         # Someone else's image of that name without our tools: leave it alone.
-        name = "sluice-test-e2e-debian"
-        if image_exists(name) and image_has(name, DEBIAN_NEEDS):
+        name = image.replace("sluice-", "sluice-e2e-", 1)
+        if image_exists(name) and image_has(name, needs):
             return name
     os.makedirs(CACHE, exist_ok=True)
-    key = hashlib.sha256(f"bookworm minbase {DEBIAN_PKGS}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"bookworm minbase {pkgs}".encode()).hexdigest()[:12]
     tarball = os.path.join(CACHE, f"debian-bookworm-{key}.tar")
     start = time.time()
     if not os.path.exists(tarball):
@@ -302,7 +306,7 @@ def ensure_debian_image():
         try:
             mirror = debian_mirror()
             log(f"debootstrap bookworm from {mirror} (once per machine)")
-            p = run(["debootstrap", "--variant=minbase", f"--include={DEBIAN_PKGS}", "bookworm",
+            p = run(["debootstrap", "--variant=minbase", f"--include={pkgs}", "bookworm",
                      root, mirror], check=False, timeout=900)
             if p.returncode != 0:
                 raise Error("debootstrap failed:\n" + (p.stdout + p.stderr)[-2000:])
@@ -318,9 +322,40 @@ def ensure_debian_image():
     if p.returncode != 0:
         raise Error(f"docker import failed: {p.stderr.decode()[-500:]}")
     log(f"image {name} ready in {time.time() - start:.0f} s")
-    if not image_has(name, DEBIAN_NEEDS):
-        raise Error(f"image {name} lacks one of {DEBIAN_NEEDS}")
+    if not image_has(name, needs):
+        raise Error(f"image {name} lacks one of {needs}")
     return name
+
+
+def ensure_bench_image():
+    """sluice-bench-debian: the test image plus wrk and nginx, unpacked from
+    their Debian packages without running their maintainer scripts (nginx's
+    would start a server), as a layer committed on the test image."""
+    if image_exists(BENCH_IMAGE) and image_has(BENCH_IMAGE, BENCH_NEEDS):
+        return BENCH_IMAGE
+    base = ensure_debian_image()
+    work = tempfile.mkdtemp(prefix=PREFIX + "bench-image-")
+    cid = None
+    try:
+        p = subprocess.run(["apt-get", "download", *BENCH_DEBS], cwd=work,
+                           capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            raise Error(f"apt-get download {' '.join(BENCH_DEBS)}: {p.stderr.strip()[-500:]}")
+        root = os.path.join(work, "root")
+        for deb in sorted(f for f in os.listdir(work) if f.endswith(".deb")):
+            run(["dpkg-deb", "-x", os.path.join(work, deb), root])
+        for d in ("var/lib/nginx", "var/log/nginx"):
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+        cid = docker("create", "--label", LABEL, base, "true").stdout.strip()
+        docker("cp", root + "/.", f"{cid}:/", timeout=300)
+        docker("commit", cid, BENCH_IMAGE, timeout=300)
+    finally:
+        if cid:
+            docker("rm", "-f", cid, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    if not image_has(BENCH_IMAGE, BENCH_NEEDS):
+        raise Error(f"image {BENCH_IMAGE} lacks one of {BENCH_NEEDS}")
+    return BENCH_IMAGE
 
 
 def ensure_busybox_image():
@@ -393,10 +428,11 @@ class Container:
         docker("rm", "-f", "-v", self.id, check=False, timeout=60)
 
 
-def start_container(role, image, cmd, network=None, volumes=(), env=(), workdir=None):
-    """docker run -d under a unique name; removed at cleanup."""
+def start_container(role, image, cmd, network=None, volumes=(), env=(), workdir=None, extra=()):
+    """docker run -d under a unique name; removed at cleanup. extra: more
+    docker run options (--sysctl, --ulimit)."""
     name = unique(role)
-    args = ["run", "-d", "--name", name, "--label", LABEL, "--init"]
+    args = ["run", "-d", "--name", name, "--label", LABEL, "--init", *extra]
     if network:
         args += ["--network", network]
     for host, inside in volumes:

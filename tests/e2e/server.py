@@ -219,7 +219,7 @@ def main():
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((opts["--bind"], int(opts["--port"])))
-    ls.listen(128)
+    ls.listen(1024)  # 1,000 clients at once (check-tls-load): no SYN retried
     tls = None
     if opts["--cert"]:
         import ssl

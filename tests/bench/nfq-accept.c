@@ -6,9 +6,10 @@
  *
  * It does what sluiced's workers do at the boundary and nothing else: one
  * thread and netlink socket per queue, whole packets copied (GSO, the same
- * copy range and socket buffer), every packet read in one go answered by one
- * batch verdict. It never marks a connection as decided, so unlike sluiced
- * it keeps every packet of every flow in the queue.
+ * copy range, queue length and socket buffer), the packets read in one go
+ * answered by batch verdicts of at most BATCH_MAX. It never marks a
+ * connection as decided, so unlike sluiced it keeps every packet of every
+ * flow in the queue.
  *
  *   nfq-accept QUEUE_BASE QUEUES       until SIGINT or SIGTERM; then prints
  *                                      "packets N" on standard output
@@ -32,7 +33,8 @@
 
 #define PKT_MAX     0x10000
 #define RECV_BUF    (PKT_MAX + MNL_SOCKET_BUFFER_SIZE)
-#define QUEUE_LEN   4096
+#define QUEUE_LEN   65536
+#define BATCH_MAX   64
 #define SOCK_RCVBUF (8 * 1024 * 1024)
 
 struct acceptor {
@@ -96,7 +98,7 @@ static void verdict_batch(struct acceptor *a, uint32_t last)
 struct batch {
     struct acceptor *a;
     uint32_t last;
-    int open;
+    int open; /* packets read, not answered yet */
 };
 
 static int on_packet(const struct nlmsghdr *nlh, void *data)
@@ -108,8 +110,11 @@ static int on_packet(const struct nlmsghdr *nlh, void *data)
         return MNL_CB_OK;
     const struct nfqnl_msg_packet_hdr *ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
     b->last = ntohl(ph->packet_id);
-    b->open = 1;
     b->a->packets++;
+    if (++b->open >= BATCH_MAX) {
+        verdict_batch(b->a, b->last);
+        b->open = 0;
+    }
     return MNL_CB_OK;
 }
 

@@ -734,13 +734,6 @@ int sl_iso_state_save(const char *path, const struct sl_iso_state *s, char *err,
 
 /* --- running iptables ------------------------------------------------------------ */
 
-/* Runs tool -w args (every iptables tool waits for the xtables lock with
- * -w, so Docker's own changes are waited for, not failed on), in the network
- * namespace of nspid when nspid > 0 (fork, setns, exec: posix_spawn cannot
- * enter a namespace), feeding input on its standard input when not NULL and
- * keeping its standard output in out.
- * Returns the exit status (-1 if it could not run); the first line of its
- * error output goes to err. */
 /* In sluiced's own namespace: posix_spawn, which neither copies this large,
  * threaded process's page tables nor leaves it copy-on-write faults, as a
  * fork every few seconds (the rule checks) would. -1 with errno. */
@@ -766,6 +759,13 @@ static pid_t spawn(const char *tool, const char **argv, int in, int out, int err
     return pid;
 }
 
+/* Runs tool -w args (every iptables tool waits for the xtables lock with
+ * -w, so Docker's own changes are waited for, not failed on), in the network
+ * namespace of nspid when nspid > 0 (fork, setns, exec: posix_spawn cannot
+ * enter a namespace), feeding input on its standard input when not NULL and
+ * keeping its standard output in out.
+ * Returns the exit status (-1 if it could not run); the first line of its
+ * error output goes to err. */
 static int run(int nspid, const char *tool, const char *const *args, const char *input, char *out,
                size_t outlen, char *err, size_t errlen)
 {

@@ -54,7 +54,8 @@
 
 struct evq_item {
     struct evq_item *next;
-    size_t len;
+    size_t len;  /* still to write */
+    size_t size; /* counted in evq_bytes */
     int syslogged;
     char line[]; /* with its newline */
 };
@@ -265,6 +266,7 @@ static void evq_push(struct daemon *d, const char *line, size_t len)
     it->line[len] = '\n';
     it->line[len + 1] = '\0';
     it->len = len + 1;
+    it->size = it->len;
     it->syslogged = 0;
     it->next = NULL;
     /* The writer waits only on an empty list. */
@@ -274,7 +276,7 @@ static void evq_push(struct daemon *d, const char *line, size_t len)
     else
         d->head = it;
     d->tail = it;
-    d->evq_bytes += it->len;
+    d->evq_bytes += it->size;
     if (was_empty)
         pthread_cond_signal(&d->evq_cond);
     pthread_mutex_unlock(&d->evq_lock);
@@ -363,7 +365,7 @@ static void *writer_main(void *arg)
             d->head = it->next;
             if (d->head == NULL)
                 d->tail = NULL;
-            d->evq_bytes -= it->len;
+            d->evq_bytes -= it->size; /* it->len is 0 now */
             free(it);
             if (late) {
                 late_n++;

@@ -1191,6 +1191,8 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
         json_uint(r, "failed_open", st.fail_closed ? 0 : st.missed);
         json_uint(r, "overflow_dropped", st.fail_closed ? st.missed : 0);
         json_uint(r, "flows", st.flows);
+        /* Still open after more reloads than sluiced keeps policies for. */
+        json_uint(r, "reload_uninspected", st.reload_uninspected);
         json_object_end(r);
     }
     json_array_end(r);

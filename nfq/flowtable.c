@@ -490,6 +490,37 @@ uint64_t nfq_flowtable_count(const struct nfq_flowtable *t)
     return t->count;
 }
 
+int nfq_flowtable_claims(struct nfq_flowtable *t, const struct nfq_pkt *p, uint64_t ts_us)
+{
+    enum dpi_dir dir;
+    struct ft_flow *f = flow_lookup(t, p, hash_packet(t, p), &dir);
+
+    if (f == NULL)
+        return 0;
+    if (is_reuse(f, p) || ts_us > f->last_us + t->timeout_us) {
+        flow_end(t, f, ts_us);
+        return 0;
+    }
+    return 1;
+}
+
+void nfq_flowtable_end_closed(struct nfq_flowtable *t, uint64_t now_us)
+{
+    while (t->closed.head)
+        flow_end(t, t->closed.head, now_us);
+}
+
+uint64_t nfq_flowtable_last_id(const struct nfq_flowtable *t)
+{
+    return t->next_id;
+}
+
+void nfq_flowtable_ids_after(struct nfq_flowtable *t, uint64_t last_id)
+{
+    if (last_id > t->next_id)
+        t->next_id = last_id;
+}
+
 void nfq_flowtable_free(struct nfq_flowtable *t, uint64_t now_us)
 {
     if (t == NULL)

@@ -90,6 +90,18 @@ void nfq_flowtable_expire(struct nfq_flowtable *t, uint64_t now_us);
 void nfq_flowtable_stats(const struct nfq_flowtable *t, struct nfq_flowtable_stats *out);
 /* Flows in the table now (flows_active of the stats, cheaply). */
 uint64_t nfq_flowtable_count(const struct nfq_flowtable *t);
+/* 1 if the packet belongs to a connection this table inspects (or reset);
+ * a connection over (idle too long, or a new one on a closed one's
+ * addresses) ends here and is no longer this table's. */
+int nfq_flowtable_claims(struct nfq_flowtable *t, const struct nfq_pkt *pkt, uint64_t ts_us);
+/* Ends the connections that are over (both ends closed, or reset by
+ * sluice) now rather than after the closed timeout: a table a reload
+ * replaced keeps only what it still inspects. */
+void nfq_flowtable_end_closed(struct nfq_flowtable *t, uint64_t now_us);
+/* The last flow id the table gave; a new table (after a reload) goes on
+ * from it, so that an id stays unique in the process. */
+uint64_t nfq_flowtable_last_id(const struct nfq_flowtable *t);
+void nfq_flowtable_ids_after(struct nfq_flowtable *t, uint64_t last_id);
 
 /* --- inline: NFQUEUE workers (queue.c) and their hook rules (hooks.c) --- */
 
@@ -130,7 +142,10 @@ struct nfq_queue_stats {
      * a loss shows when the next packet is read. */
     uint64_t missed;
     int fail_closed;
-    uint64_t flows; /* in the worker's flow table (being inspected, or just ended) */
+    uint64_t flows; /* in the worker's flow tables (being inspected, or just ended) */
+    /* Connections no longer inspected because more than DRAINING_MAX (8)
+     * reloads came while they were open. */
+    uint64_t reload_uninspected;
 };
 
 struct nfq_inline;

@@ -55,6 +55,18 @@
  * bounded by the socket: a queued packet is one waiting in it, or one of at
  * most BATCH_MAX read and not yet answered. */
 #define QUEUE_LEN 65536
+/* Policies a reload replaced whose flows are still being inspected. A
+ * connection begun before a reload is inspected to its end under the policy
+ * it began with (a download is not let through half-scanned); past this many
+ * reloads within a flow timeout, the oldest one's flows end at once. */
+#define DRAINING_MAX 8
+
+/* A policy, its engine and the flow table of the connections it inspects. */
+struct nfq_gen {
+    struct nfq_flowtable *ft;
+    struct dpi_engine *engine;
+    struct rules_policy *policy;
+};
 
 struct nfq_worker {
     struct nfq_inline *q;
@@ -62,11 +74,12 @@ struct nfq_worker {
     uint16_t queue_num;
     struct mnl_socket *nl;
     unsigned portid;
-    struct nfq_flowtable *ft;
-    struct dpi_engine *engine;
-    struct rules_policy *policy;
-    unsigned generation; /* of the policy this worker runs */
-    int raw4, raw6;      /* reset injection */
+    struct nfq_gen cur;                    /* new connections */
+    struct nfq_gen draining[DRAINING_MAX]; /* oldest first */
+    unsigned ndraining;
+    unsigned generation;   /* of the policy this worker runs */
+    uint64_t last_flow_id; /* of the tables before cur */
+    int raw4, raw6;        /* reset injection */
     pthread_t thread;
     int started;
     char *buf;
@@ -77,7 +90,8 @@ struct nfq_worker {
     uint32_t last_id; /* of the last packet read; ids start at 1 on a new queue */
     /* Read by the control thread while the worker writes them. */
     _Atomic uint64_t packets, accepted, dropped, bypassed, resets, errors, missed;
-    _Atomic uint64_t flows; /* in its table, after the last batch */
+    _Atomic uint64_t flows;              /* in its tables, after the last batch */
+    _Atomic uint64_t reload_uninspected; /* flows ended early by too many reloads */
 };
 
 struct nfq_inline {
@@ -303,9 +317,16 @@ static void handle_packet(struct nfq_worker *w, const struct nlmsghdr *nlh, uint
     size_t len = attr[NFQA_PAYLOAD] ? mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]) : 0;
 
     enum dpi_verdict v = DPI_PASS;
-    int decoded = w->ft && payload && nfq_decode_ip(payload, len, 0, &pkt) == NFQ_DECODE_OK;
-    if (decoded)
-        v = nfq_flowtable_packet(w->ft, &pkt, ts, &df);
+    struct nfq_flowtable *ft = w->cur.ft;
+    int decoded = payload && nfq_decode_ip(payload, len, 0, &pkt) == NFQ_DECODE_OK;
+    /* A connection that began before a reload stays with its policy. */
+    for (unsigned i = w->ndraining; decoded && i-- > 0;)
+        if (nfq_flowtable_claims(w->draining[i].ft, &pkt, ts)) {
+            ft = w->draining[i].ft;
+            break;
+        }
+    if (decoded && ft)
+        v = nfq_flowtable_packet(ft, &pkt, ts, &df);
 
     /* A block without a flow is a late packet of a connection reset before. */
     if (v == DPI_BLOCK && (df == NULL || w->q->ops.enforce(w->q->ops.ctx, df))) {
@@ -314,7 +335,7 @@ static void handle_packet(struct nfq_worker *w, const struct nlmsghdr *nlh, uint
         atomic_fetch_add_explicit(&w->dropped, 1, memory_order_relaxed);
         reset_both(w, &pkt);
         if (df)
-            nfq_flowtable_reset(w->ft, &pkt, ts);
+            nfq_flowtable_reset(ft, &pkt, ts);
         return;
     }
     atomic_fetch_add_explicit(&w->accepted, 1, memory_order_relaxed);
@@ -359,6 +380,8 @@ static int on_message(const struct nlmsghdr *nlh, void *data)
 
 static void worker_uninspect(struct nfq_worker *w);
 static int worker_inspect(struct nfq_worker *w);
+static void worker_reload(struct nfq_worker *w);
+static void worker_expire(struct nfq_worker *w, uint64_t now);
 
 static void *worker_main(void *arg)
 {
@@ -386,18 +409,17 @@ static void *worker_main(void *arg)
             mnl_cb_run(w->buf, (size_t)n, 0, w->portid, on_message, w);
         }
         batch_flush(w);
-        if (atomic_load(&w->q->generation) != w->generation) {
-            worker_uninspect(w);
-            if (worker_inspect(w) < 0) /* packets pass uninspected until the next reload */
-                worker_uninspect(w);
-        }
+        if (atomic_load(&w->q->generation) != w->generation)
+            worker_reload(w);
         uint64_t now = now_us();
-        if (w->ft && now - last_expire > 1000000u) {
-            nfq_flowtable_expire(w->ft, now);
+        if (now - last_expire > 1000000u) {
+            worker_expire(w, now);
             last_expire = now;
         }
-        atomic_store_explicit(&w->flows, w->ft ? nfq_flowtable_count(w->ft) : 0,
-                              memory_order_relaxed);
+        uint64_t flows = w->cur.ft ? nfq_flowtable_count(w->cur.ft) : 0;
+        for (unsigned i = 0; i < w->ndraining; i++)
+            flows += nfq_flowtable_count(w->draining[i].ft);
+        atomic_store_explicit(&w->flows, flows, memory_order_relaxed);
     }
     batch_flush(w);
     return NULL;
@@ -405,31 +427,82 @@ static void *worker_main(void *arg)
 
 /* --- API ----------------------------------------------------------------------- */
 
-static void worker_uninspect(struct nfq_worker *w)
+/* Ends the generation's flows (their events are emitted) and frees it. */
+static void gen_free(struct nfq_worker *w, struct nfq_gen *g)
 {
-    if (w->ft)
-        nfq_flowtable_free(w->ft, now_us());
-    if (w->engine)
-        w->q->ops.engine_free(w->q->ops.ctx, w->idx, w->engine);
-    if (w->policy)
-        rules_policy_unref(w->policy);
-    w->ft = NULL;
-    w->engine = NULL;
-    w->policy = NULL;
+    if (g->ft)
+        nfq_flowtable_free(g->ft, now_us());
+    if (g->engine)
+        w->q->ops.engine_free(w->q->ops.ctx, w->idx, g->engine);
+    if (g->policy)
+        rules_policy_unref(g->policy);
+    memset(g, 0, sizeof(*g));
 }
 
-/* The worker's engine and flow table, for the current policy. */
+static void draining_drop(struct nfq_worker *w, unsigned i)
+{
+    gen_free(w, &w->draining[i]);
+    memmove(&w->draining[i], &w->draining[i + 1], (w->ndraining - i - 1) * sizeof(w->draining[0]));
+    w->ndraining--;
+}
+
+static void worker_uninspect(struct nfq_worker *w)
+{
+    gen_free(w, &w->cur);
+    while (w->ndraining)
+        draining_drop(w, w->ndraining - 1);
+}
+
+/* The worker's engine and flow table, for the current policy; flow ids go
+ * on from those of the tables before. */
 static int worker_inspect(struct nfq_worker *w)
 {
     w->generation = atomic_load(&w->q->generation);
-    w->policy = w->q->ops.policy(w->q->ops.ctx);
-    if (w->policy == NULL)
+    w->cur.policy = w->q->ops.policy(w->q->ops.ctx);
+    if (w->cur.policy == NULL)
         return -1;
-    w->engine = w->q->ops.engine_new(w->q->ops.ctx, w->idx, w->policy);
-    if (w->engine == NULL)
+    w->cur.engine = w->q->ops.engine_new(w->q->ops.ctx, w->idx, w->cur.policy);
+    if (w->cur.engine == NULL)
         return -1;
-    w->ft = nfq_flowtable_new(w->engine, w->policy, w->idx, NFQ_FLOWTABLE_INLINE);
-    return w->ft ? 0 : -1;
+    w->cur.ft = nfq_flowtable_new(w->cur.engine, w->cur.policy, w->idx, NFQ_FLOWTABLE_INLINE);
+    if (w->cur.ft)
+        nfq_flowtable_ids_after(w->cur.ft, w->last_flow_id);
+    return w->cur.ft ? 0 : -1;
+}
+
+/* A new policy for new connections; those open now drain under the old one. */
+static void worker_reload(struct nfq_worker *w)
+{
+    if (w->cur.ft) {
+        w->last_flow_id = nfq_flowtable_last_id(w->cur.ft);
+        nfq_flowtable_end_closed(w->cur.ft, now_us());
+    }
+    if (w->cur.ft && nfq_flowtable_count(w->cur.ft) > 0) {
+        if (w->ndraining == DRAINING_MAX) {
+            atomic_fetch_add_explicit(&w->reload_uninspected,
+                                      nfq_flowtable_count(w->draining[0].ft), memory_order_relaxed);
+            draining_drop(w, 0);
+        }
+        w->draining[w->ndraining++] = w->cur;
+        memset(&w->cur, 0, sizeof(w->cur));
+    } else {
+        gen_free(w, &w->cur);
+    }
+    if (worker_inspect(w) < 0) /* new connections pass uninspected until the next reload */
+        gen_free(w, &w->cur);
+}
+
+/* Idle flows end; a replaced policy goes once its last flow has. */
+static void worker_expire(struct nfq_worker *w, uint64_t now)
+{
+    if (w->cur.ft)
+        nfq_flowtable_expire(w->cur.ft, now);
+    for (unsigned i = w->ndraining; i-- > 0;) {
+        nfq_flowtable_expire(w->draining[i].ft, now);
+        nfq_flowtable_end_closed(w->draining[i].ft, now);
+        if (nfq_flowtable_count(w->draining[i].ft) == 0)
+            draining_drop(w, i);
+    }
 }
 
 static int worker_open(struct nfq_worker *w, char *err, size_t errlen)
@@ -562,4 +635,5 @@ void nfq_inline_stats(struct nfq_inline *q, unsigned i, struct nfq_queue_stats *
     out->missed = atomic_load_explicit(&w->missed, memory_order_relaxed);
     out->fail_closed = q->cfg.fail_closed;
     out->flows = atomic_load_explicit(&w->flows, memory_order_relaxed);
+    out->reload_uninspected = atomic_load_explicit(&w->reload_uninspected, memory_order_relaxed);
 }

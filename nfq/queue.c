@@ -400,6 +400,10 @@ static void *worker_main(void *arg)
             break;
         /* Everything waiting, then one batch verdict for the accepts. */
         while (pfd[0].revents & POLLIN) {
+            /* Before every read: a connection begun after a reload (after
+             * nfq_inline_reload returned) gets the new policy. */
+            if (atomic_load_explicit(&w->q->generation, memory_order_acquire) != w->generation)
+                worker_reload(w);
             ssize_t n = recv(pfd[0].fd, w->buf, RECV_BUF, MSG_DONTWAIT);
             if (n < 0) {
                 if (errno == ENOBUFS) /* the kernel dropped (or, fail-open, let pass) */
@@ -409,8 +413,6 @@ static void *worker_main(void *arg)
             mnl_cb_run(w->buf, (size_t)n, 0, w->portid, on_message, w);
         }
         batch_flush(w);
-        if (atomic_load(&w->q->generation) != w->generation)
-            worker_reload(w);
         uint64_t now = now_us();
         if (now - last_expire > 1000000u) {
             worker_expire(w, now);

@@ -129,7 +129,7 @@ struct daemon {
     int eve_fd;
     char *eve_path;
     int use_syslog;
-    _Atomic uint64_t events, alerts, blocked, lost;
+    _Atomic uint64_t events, alerts, anomalies, blocked, lost;
     _Atomic uint64_t delayed; /* written late: they waited for a full disk, a lost folder */
 };
 
@@ -419,6 +419,11 @@ static void on_event(void *ctx, const struct dpi_event *ev)
                 atomic_fetch_add(&d->blocked, 1);
             judge_alert(d, ev, o);
         }
+        if (ev->anomaly) {
+            atomic_fetch_add(&d->anomalies, 1);
+            if (ev->anomaly->action == RULES_ACTION_BLOCK && o->mode == EVE_ENFORCE)
+                atomic_fetch_add(&d->blocked, 1);
+        }
     }
     if (ev->type == DPI_EVENT_FLOW)
         o->flow_id = 0; /* the flow is over */
@@ -538,6 +543,11 @@ static void tls_on_event(void *ctx, const struct dpi_event *ev)
         if (ev->alert->action == RULES_ACTION_BLOCK && o->mode == EVE_ENFORCE)
             atomic_fetch_add(&w->d->blocked, 1);
         judge_alert(w->d, ev, o);
+    }
+    if (ev->anomaly) {
+        atomic_fetch_add(&w->d->anomalies, 1);
+        if (ev->anomaly->action == RULES_ACTION_BLOCK && o->mode == EVE_ENFORCE)
+            atomic_fetch_add(&w->d->blocked, 1);
     }
     if (ev->type == DPI_EVENT_FLOW)
         o->flow_id = 0;
@@ -1213,6 +1223,7 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
     }
     json_uint(r, "events", atomic_load(&d->events));
     json_uint(r, "alerts", atomic_load(&d->alerts));
+    json_uint(r, "anomalies", atomic_load(&d->anomalies));
     json_uint(r, "blocked", atomic_load(&d->blocked));
     json_uint(r, "events_lost", atomic_load(&d->lost));
     json_uint(r, "events_delayed", atomic_load(&d->delayed));

@@ -68,6 +68,8 @@ static const char *event_type(enum dpi_event_type t)
         return "tls";
     case DPI_EVENT_ALERT:
         return "alert";
+    case DPI_EVENT_ANOMALY:
+        return "anomaly";
     }
     return "unknown";
 }
@@ -166,6 +168,20 @@ static void format_alert(struct json *j, const struct dpi_alert_facts *a, enum e
     json_object_end(j);
 }
 
+/* Suricata's anomaly events carry type and event; sluice adds what it did. */
+static void format_anomaly(struct json *j, const struct dpi_anomaly_facts *a, enum eve_mode mode)
+{
+    int block = a->action == RULES_ACTION_BLOCK;
+    json_object_begin(j, "anomaly");
+    json_string(j, "layer", a->layer);
+    json_string(j, "reason", a->reason);
+    json_string(j, "direction", a->to_server ? "to_server" : "to_client");
+    json_string(j, "action", block && mode == EVE_ENFORCE ? "blocked" : "allowed");
+    if (block && mode != EVE_ENFORCE)
+        json_bool(j, "would_block", 1);
+    json_object_end(j);
+}
+
 static void format_flow(struct json *j, const struct dpi_flow_stats *s)
 {
     char ts[40];
@@ -227,6 +243,8 @@ void eve_format(struct json *j, const struct dpi_event *ev, enum eve_mode mode,
         format_container(j, container);
     if (ev->alert)
         format_alert(j, ev->alert, mode);
+    if (ev->anomaly)
+        format_anomaly(j, ev->anomaly, mode);
     if (ev->http)
         format_http(j, ev->http);
     if (ev->body)

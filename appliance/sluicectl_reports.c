@@ -35,7 +35,7 @@
 #define FOLLOW_TICK_MS 250
 #define TABLE_BATCH    4096 /* rows held before printing: bounds memory */
 
-static const char *const report_types[] = {"alert", "isolation", "detection"};
+static const char *const report_types[] = {"alert", "anomaly", "isolation", "detection"};
 
 static const char *const columns[] = {"TIME", "CONTAINER", "DIRECTION", "REMOTE",
                                       "URL",  "SIGNATURE", "ACTION"};
@@ -294,7 +294,7 @@ static int add_row(struct reader *r, const struct jsonp_value *ev, const char *t
     const struct jsonp_value *alert = jsonp_get(ev, "alert");
     const struct jsonp_value *own = jsonp_get(ev, type); /* isolation{...}, detection{...} */
     const struct jsonp_value *c = jsonp_get(ev, "container");
-    char tbuf[32], rbuf[128], idbuf[13];
+    char tbuf[32], rbuf[128], idbuf[13], sbuf[256];
     const char *row[7];
 
     row[0] = local_time(jsonp_str(jsonp_get(ev, "timestamp"), NULL), tbuf, sizeof(tbuf));
@@ -306,7 +306,8 @@ static int add_row(struct reader *r, const struct jsonp_value *ev, const char *t
         idbuf[n] = '\0';
         row[1] = idbuf;
     }
-    const char *dir = jsonp_str(jsonp_path(ev, "fileinfo.direction"), "");
+    const char *dir = jsonp_str(jsonp_path(ev, "fileinfo.direction"),
+                                jsonp_str(jsonp_path(ev, "anomaly.direction"), ""));
     row[2] = strcmp(dir, "to_client") == 0   ? "download"
              : strcmp(dir, "to_server") == 0 ? "upload"
                                              : NULL;
@@ -315,9 +316,17 @@ static int add_row(struct reader *r, const struct jsonp_value *ev, const char *t
     if (row[4] == NULL)
         row[4] =
             jsonp_str(jsonp_get(own, "path"), jsonp_str(jsonp_path(ev, "fileinfo.filename"), NULL));
+    const struct jsonp_value *anomaly = jsonp_get(ev, "anomaly");
+    if (alert == NULL && anomaly) {
+        snprintf(sbuf, sizeof(sbuf), "anomaly: %s: %s", jsonp_str(jsonp_get(anomaly, "layer"), ""),
+                 jsonp_str(jsonp_get(anomaly, "reason"), ""));
+        row[5] = sbuf;
+        alert = anomaly;
+    }
     if (alert) {
         const struct jsonp_value *wb = jsonp_get(alert, "would_block");
-        row[5] = jsonp_str(jsonp_get(alert, "signature"), NULL);
+        if (alert != anomaly)
+            row[5] = jsonp_str(jsonp_get(alert, "signature"), NULL);
         row[6] = wb && wb->type == JSONP_BOOL && wb->boolean
                      ? "would block"
                      : jsonp_str(jsonp_get(alert, "action"), NULL);

@@ -88,6 +88,15 @@ struct dpi_tls_facts {
     int intercepted; /* decrypted by sluice's TLS proxy */
 };
 
+/* Something the engine cannot read with certainty: bytes a receiver may
+ * read otherwise than sluice does, or cannot be decoded by sluice at all. */
+struct dpi_anomaly_facts {
+    const char *layer;  /* "tcp", "http", "body", "archive", "websocket", "http2" */
+    const char *reason; /* "two different Content-Length values" */
+    int to_server;      /* 1: in the client's bytes, 0: in the server's */
+    enum rules_action action; /* what the policy asks for */
+};
+
 struct dpi_alert_facts {
     const char *signature; /* YARA rule, or "ndpi:risk:..." / "ndpi:category:..." */
     const char *category;
@@ -113,7 +122,8 @@ enum dpi_event_type {
     DPI_EVENT_FLOW,  /* the flow ended: ndpi + stats */
     DPI_EVENT_HTTP,  /* a transaction, or one body of it (fileinfo) */
     DPI_EVENT_TLS,   /* a ClientHello */
-    DPI_EVENT_ALERT, /* a YARA or policy match */
+    DPI_EVENT_ALERT,   /* a YARA or policy match */
+    DPI_EVENT_ANOMALY, /* bytes the engine cannot read with certainty */
 };
 
 struct dpi_event {
@@ -127,6 +137,7 @@ struct dpi_event {
     const struct dpi_body_facts *body;  /* HTTP with a body, ALERT from a body */
     const struct dpi_tls_facts *tls;    /* TLS */
     const struct dpi_alert_facts *alert;
+    const struct dpi_anomaly_facts *anomaly; /* ANOMALY; http set when within a message */
 };
 
 typedef void (*dpi_event_fn)(void *ctx, const struct dpi_event *ev);
@@ -150,7 +161,7 @@ void dpi_engine_set_inline(struct dpi_engine *e, int on);
 int dpi_policy_check(struct rules_policy *policy, char *err, size_t errlen);
 
 struct dpi_engine_stats {
-    uint64_t flows, bodies, bodies_cut, scans, scan_errors, alerts;
+    uint64_t flows, bodies, bodies_cut, scans, scan_errors, alerts, anomalies;
     uint64_t body_bytes_held; /* current */
 };
 void dpi_engine_stats(const struct dpi_engine *e, struct dpi_engine_stats *out);
@@ -178,6 +189,13 @@ void dpi_flow_gap(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir, ui
 /* This direction ended (FIN or RST). */
 enum dpi_verdict dpi_flow_stream_end(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
                                      uint64_t ts_us);
+
+/* A feeder met bytes of dir it cannot vouch for (TCP segments the
+ * receiver may read otherwise): an ANOMALY event, and a block if the
+ * policy's action for the layer says so ("tcp": tcp.anomaly, any other:
+ * http.anomaly). Reported once per flow, layer and reason. */
+enum dpi_verdict dpi_flow_anomaly(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
+                                  const char *layer, const char *reason, uint64_t ts_us);
 
 /* 1 while the engine still wants this flow's packets or bytes: nDPI has not
  * finished, or an HTTP or ClientHello parser is still reading. A flow for

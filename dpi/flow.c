@@ -68,6 +68,8 @@ struct dpi_flow {
     struct dpi_flow_stats stats;
     char proto_name[64];
     char proto_id[32];
+    uint32_t anomalies[8]; /* reported (layer, reason, dir), hashed */
+    uint8_t nanomalies;
 };
 
 /* What nDPI read of a ClientHello (TLS over TCP, QUIC, DTLS). sluice's own
@@ -117,6 +119,66 @@ static void raise_alert(struct dpi_flow *f, const struct dpi_alert_facts *a,
     if (a->action == RULES_ACTION_BLOCK)
         f->verdict = DPI_BLOCK;
     emit(f, &ev);
+}
+
+/* --- anomalies ------------------------------------------------------------- */
+
+static uint32_t anomaly_key(int dir, const char *layer, const char *reason)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)dir;
+    for (const char *p = layer; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    h = (h ^ ':') * 16777619u;
+    for (const char *p = reason; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h;
+}
+
+static void http_facts_of_dir(struct dpi_flow *f, int dir, struct dpi_http_facts *h, int *ok);
+
+/* The client's direction: the one carrying requests once HTTP knows it,
+ * else the first packet's. */
+static int client_dir(const struct dpi_flow *f)
+{
+    int rq = f->http ? http_parser_request_dir(f->http->parser) : -1;
+    return rq >= 0 ? rq : DPI_DIR_FWD;
+}
+
+/* Reports what the engine cannot read with certainty, once per flow,
+ * direction and reason; the policy decides whether it blocks. */
+static void raise_anomaly(struct dpi_flow *f, int dir, const char *layer, const char *reason)
+{
+    const struct rules_policy *p = f->e->policy;
+    uint32_t key = anomaly_key(dir, layer, reason);
+
+    for (unsigned i = 0; i < f->nanomalies; i++)
+        if (f->anomalies[i] == key)
+            return;
+    if (f->nanomalies < sizeof(f->anomalies) / sizeof(f->anomalies[0]))
+        f->anomalies[f->nanomalies++] = key;
+    struct dpi_anomaly_facts a = {
+        .layer = layer,
+        .reason = reason,
+        .to_server = dir == client_dir(f),
+        .action = strcmp(layer, "tcp") == 0 ? p->tcp.anomaly : p->http.anomaly,
+    };
+    struct dpi_http_facts hf;
+    int have_http = 0;
+    http_facts_of_dir(f, dir, &hf, &have_http);
+    struct dpi_event ev = {.type = DPI_EVENT_ANOMALY, .anomaly = &a, .http = have_http ? &hf : NULL};
+    f->e->stats.anomalies++;
+    if (a.action == RULES_ACTION_BLOCK)
+        f->verdict = DPI_BLOCK;
+    emit(f, &ev);
+}
+
+enum dpi_verdict dpi_flow_anomaly(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
+                                  const char *layer, const char *reason, uint64_t ts_us)
+{
+    (void)e;
+    f->now = ts_us;
+    raise_anomaly(f, (int)dir, layer, reason);
+    return f->verdict;
 }
 
 /* --- nDPI ------------------------------------------------------------------ */
@@ -314,7 +376,20 @@ static void http_facts(const struct http_msg *m, struct dpi_http_facts *h)
     h->status = m->status;
 }
 
-/* YARA over the kept part of a body; alerts carry the body facts so far. */
+/* The HTTP message an anomaly of dir belongs to: the open one of dir, else
+ * the one of the other direction. */
+static void http_facts_of_dir(struct dpi_flow *f, int dir, struct dpi_http_facts *h, int *ok)
+{
+    *ok = 0;
+    if (f->http == NULL)
+        return;
+    const struct http_msg *m = &f->http->msg[dir];
+    if (!m->open && !f->http->msg[!dir].open)
+        return;
+    http_facts(m->open ? m : &f->http->msg[!dir], h);
+    *ok = 1;
+}
+
 static uint64_t rule_key(const struct rules_match *r)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a over "namespace:rule" */
@@ -488,7 +563,12 @@ static void on_end(void *ctx, int dir, enum http_end how, const char *why)
     }
 }
 
-static const struct http_callbacks http_cb = {on_head, on_body, on_end};
+static void on_http_anomaly(void *ctx, int dir, const char *why)
+{
+    raise_anomaly(ctx, dir, "http", why);
+}
+
+static const struct http_callbacks http_cb = {on_head, on_body, on_end, on_http_anomaly};
 
 static void http_release(struct dpi_flow *f)
 {

@@ -73,6 +73,10 @@ struct http_callbacks {
     void (*body)(void *ctx, int dir, const uint8_t *p, size_t n);
     /* The current message of dir ended; why is set unless how == HTTP_END_OK. */
     void (*end)(void *ctx, int dir, enum http_end how, const char *why);
+    /* Bytes of dir that a receiver may read otherwise than this parser
+     * does, or cannot be read at all (why says which); parsing goes on
+     * with the reading that hides the least. */
+    void (*anomaly)(void *ctx, int dir, const char *why);
 };
 
 struct http_parser; /* opaque; one per flow */

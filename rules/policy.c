@@ -105,6 +105,13 @@ static const struct key keys[] = {
     K_SIZE("limits.bodies_total", limits.bodies_total, "512MiB", MiB, 64 * GiB),
     K_DURATION("limits.flow_timeout", limits.flow_timeout_s, "600s", 1, DAY),
     K_SIZE("limits.hello_bytes", limits.hello_bytes, "20KiB", KiB, MiB),
+    K_SIZE("limits.decoded", limits.decoded, "4GiB", MiB, 1024 * GiB),
+    K_COUNT("limits.decoded_ratio", limits.decoded_ratio, "100", 2, 100000),
+    K_COUNT("limits.archive_depth", limits.archive_depth, "3", 0, 16),
+    K_SIZE("limits.archive_bytes", limits.archive_bytes, "64MiB", 0, 16 * GiB),
+
+    K_ENUM("http.anomaly", http.anomaly, "block", actions),
+    K_ENUM("tcp.anomaly", tcp.anomaly, "block", actions),
 
     K_PATH("ndpi.protos_file", ndpi.files.protos_file, NULL, KEY_READABLE),
     K_PATH("ndpi.categories_file", ndpi.files.categories_file, NULL, KEY_READABLE),

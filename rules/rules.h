@@ -80,7 +80,19 @@ struct rules_policy {
         uint64_t bodies_total;     /* body bytes buffered per worker */
         unsigned flow_timeout_s;   /* idle time before a flow is ended */
         unsigned hello_bytes;      /* ClientHello bytes kept for parsing */
+        uint64_t decoded;          /* decoded bytes of one body (content codings) */
+        unsigned decoded_ratio;    /* decoded bytes per encoded byte, past limits.body */
+        unsigned archive_depth;    /* archives inside archives opened */
+        uint64_t archive_bytes;    /* member bytes extracted from one body */
     } limits;
+
+    /* What the engine cannot read with certainty: block (inline) or alert. */
+    struct {
+        enum rules_action anomaly; /* HTTP framing, content codings, archives, tunnels */
+    } http;
+    struct {
+        enum rules_action anomaly; /* TCP segments the receiver and sluice may see differently */
+    } tcp;
 
     struct {
         struct rules_ndpi_files files;

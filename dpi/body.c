@@ -71,29 +71,49 @@ void body_begin(struct dpi_engine *e, struct dpi_body *b, const char *content_en
     e->stats.bodies++;
 }
 
-/* Keeps decoded bytes for the scan; returns 1 when the kept part is full and
- * more bytes came (the body is cut: scan now). */
-static int keep_bytes(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n)
+/* The window is full: hand it to the scan, then start the next one with
+ * its last DPI_STREAM_OVERLAP bytes, so a string across the boundary is
+ * still found. */
+static void window_full(struct dpi_engine *e, struct dpi_body *b)
 {
-    if (b->cut || n == 0)
-        return 0;
-    size_t room = b->keep.limit - b->keep.len;
-    uint64_t total = e->policy->limits.bodies_total;
-    uint64_t total_room = total > e->body_held ? total - e->body_held : 0;
-    size_t want = n < room ? n : room;
-    if (want > total_room)
-        want = (size_t)total_room;
-    size_t got = sl_buf_append(&b->keep, p, want);
-    e->body_held += got;
-    if (got == n)
-        return 0;
+    if (b->windows++ == 0)
+        e->stats.bodies_cut++;
     b->cut = 1;
-    e->stats.bodies_cut++;
-    if (got < want)
-        b->problem = "out of memory: scanned in part";
-    else if (want < room)
-        b->problem = "body memory limit reached: scanned in part";
-    return 1;
+    if (b->window)
+        b->window(b->window_ctx, b->keep.data, b->keep.len);
+    size_t tail = b->keep.len > DPI_STREAM_OVERLAP ? DPI_STREAM_OVERLAP : b->keep.len;
+    memmove(b->keep.data, b->keep.data + b->keep.len - tail, tail);
+    e->body_held -= b->keep.len - tail <= e->body_held ? b->keep.len - tail : e->body_held;
+    b->window_start += b->keep.len - tail;
+    b->keep.len = tail;
+    b->streamed = tail;
+}
+
+/* Keeps decoded bytes for the scan, window after window. Out of memory
+ * (the worker's bodies_total, or malloc) with nothing left to scan, the
+ * rest of the body cannot be read: b->unread says so. */
+static void keep_bytes(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n)
+{
+    while (n > 0 && !b->unread) {
+        size_t room = b->keep.limit - b->keep.len;
+        uint64_t total = e->policy->limits.bodies_total;
+        uint64_t total_room = total > e->body_held ? total - e->body_held : 0;
+        size_t want = n < room ? n : room;
+        if (want > total_room)
+            want = (size_t)total_room;
+        size_t got = sl_buf_append(&b->keep, p, want);
+        e->body_held += got;
+        p += got;
+        n -= got;
+        if (n == 0)
+            break;
+        if (got == 0 && b->keep.len <= DPI_STREAM_OVERLAP) {
+            b->unread = 1;
+            b->problem = "no memory left to inspect the body";
+            break;
+        }
+        window_full(e, b);
+    }
 }
 
 static int take_decoded(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n)
@@ -101,7 +121,8 @@ static int take_decoded(struct dpi_engine *e, struct dpi_body *b, const uint8_t 
     b->size += n;
     if (b->sha)
         EVP_DigestUpdate(b->sha, p, n);
-    return keep_bytes(e, b, p, n);
+    keep_bytes(e, b, p, n);
+    return 0;
 }
 
 /* The decoder failed: what follows is kept as received so the scan still
@@ -142,16 +163,6 @@ static int inflate_bytes(struct dpi_engine *e, struct dpi_body *b, const uint8_t
     b->z.next_in = (Bytef *)p;
     b->z.avail_in = (uInt)n;
     while (b->z.avail_in > 0 && !b->z_done) {
-        if (b->cut) {
-            /* Past the body limit a compressed body is neither decoded nor
-             * hashed: the digest would be of a prefix. */
-            if (b->sha) {
-                EVP_MD_CTX_free(b->sha);
-                b->sha = NULL;
-            }
-            b->problem = "compressed body larger than the body limit: decoded in part";
-            return full;
-        }
         b->z.next_out = out;
         b->z.avail_out = sizeof(out);
         int rc = inflate(&b->z, Z_NO_FLUSH);
@@ -238,7 +249,7 @@ void body_finish(struct dpi_engine *e, struct dpi_body *b, enum dpi_body_state s
     facts->problem = b->problem;
 }
 
-void body_drop_kept(struct dpi_engine *e, struct dpi_body *b)
+static void drop_kept(struct dpi_engine *e, struct dpi_body *b)
 {
     e->body_held -= b->keep.len <= e->body_held ? b->keep.len : e->body_held;
     sl_buf_free(&b->keep);
@@ -246,7 +257,7 @@ void body_drop_kept(struct dpi_engine *e, struct dpi_body *b)
 
 void body_release(struct dpi_engine *e, struct dpi_body *b)
 {
-    body_drop_kept(e, b);
+    drop_kept(e, b);
     if (b->sha) {
         EVP_MD_CTX_free(b->sha);
         b->sha = NULL;

@@ -22,6 +22,7 @@ struct dpi_engine {
     uint8_t alert_category[256]; /* nDPI categories that raise alerts */
     uint64_t body_held;          /* bytes held by body buffers of all flows */
     int inline_scans;            /* scan bodies while they arrive */
+    int window_rules;            /* the policy has rules a piece of a body can prove */
     struct dpi_engine_stats stats;
 };
 
@@ -29,8 +30,12 @@ struct dpi_engine {
 
 enum body_coding { BODY_IDENTITY = 0, BODY_GZIP, BODY_DEFLATE, BODY_UNSUPPORTED };
 
+/* Called with each full window of a body longer than the policy's body
+ * limit, before the window moves on. */
+typedef void (*body_window_fn)(void *ctx, const uint8_t *p, size_t n);
+
 /* One HTTP body on its way to YARA: content-decoded, hashed, kept up to the
- * policy's body limit. */
+ * policy's body limit; longer ones pass in windows of that size. */
 struct dpi_body {
     enum body_coding coding;
     int chunked;
@@ -42,7 +47,12 @@ struct dpi_body {
     struct sl_buf keep;  /* bytes for the scan */
     uint64_t size;       /* decoded bytes seen */
     uint64_t wire;       /* transfer-decoded bytes received */
-    int cut;             /* keep is full: the rest is not scanned */
+    int cut;             /* longer than one window */
+    uint64_t windows;    /* full windows handed to window() so far */
+    uint64_t window_start; /* offset of keep.data[0] in the decoded body */
+    int unread;          /* out of memory: the rest of the body is not inspected */
+    body_window_fn window;
+    void *window_ctx;
     int scanned;         /* the scan ran (at the cut or at the end) */
     size_t streamed;     /* kept bytes already seen by scans while arriving */
     const char *problem; /* first problem met, or NULL */
@@ -52,14 +62,12 @@ struct dpi_body {
 
 void body_begin(struct dpi_engine *e, struct dpi_body *b, const char *content_encoding,
                 int chunked);
-/* Adds transfer-decoded bytes; returns 1 when the kept part just became
- * full (time to scan it), else 0. */
+/* Adds transfer-decoded bytes; full windows go to b->window (set it after
+ * body_begin). Returns 0. */
 int body_feed(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n);
 /* Finishes hashing; fills facts (sha256, size, state). */
 void body_finish(struct dpi_engine *e, struct dpi_body *b, enum dpi_body_state state,
                  struct dpi_body_facts *facts);
-/* Frees the kept bytes once scanned; hashing goes on. */
-void body_drop_kept(struct dpi_engine *e, struct dpi_body *b);
 /* Drops buffers (after the scan, or on flow end). */
 void body_release(struct dpi_engine *e, struct dpi_body *b);
 

@@ -141,6 +141,7 @@ struct dpi_engine *dpi_engine_new(struct rules_policy *policy, dpi_event_fn fn, 
         goto fail;
     if (policy->compiled) {
         e->scanner = rules_scanner_new(policy);
+        e->window_rules = rules_yara_window_count(policy) > 0;
         if (e->scanner == NULL) {
             snprintf(err, errlen, "cannot create a YARA scanner");
             goto fail;

@@ -27,6 +27,7 @@ enum stream_kind {
 
 /* The current HTTP message of one direction. */
 struct http_msg {
+    struct dpi_flow *flow;
     int open;
     int is_request;
     int has_body;
@@ -401,14 +402,17 @@ static uint64_t rule_key(const struct rules_match *r)
     return h;
 }
 
-/* Alerts for the matches of one scan, once per rule and body. */
+/* Alerts for the matches of one scan, once per rule and body; with
+ * certain_only, only for rules that a match on a piece proves. */
 static void body_alerts(struct dpi_flow *f, struct http_msg *m, const struct rules_match *matches,
-                        int n, struct dpi_body_facts *bf)
+                        int n, struct dpi_body_facts *bf, int certain_only)
 {
     struct dpi_http_facts hf;
 
     http_facts(m, &hf);
     for (int i = 0; i < n && i < RULES_MAX_MATCHES; i++) {
+        if (certain_only && !matches[i].window_certain)
+            continue;
         uint64_t key = rule_key(&matches[i]);
         int seen = 0;
         for (int k = 0; k < m->nalerted && !seen; k++)
@@ -439,31 +443,59 @@ static int scan_bytes(struct dpi_flow *f, struct http_msg *m, const uint8_t *p, 
     return found;
 }
 
-/* YARA over the kept part of a body; alerts carry the body facts so far. */
-static void scan_body(struct dpi_flow *f, struct http_msg *m, struct dpi_body_facts *bf)
+/* YARA over what is kept of a body: the whole body, or its last window.
+ * Every match acts: this is the scan that decides. */
+static void scan_kept(struct dpi_flow *f, struct http_msg *m, struct dpi_body_facts *bf)
 {
     struct rules_match matches[RULES_MAX_MATCHES];
+    struct dpi_body *b = &m->body;
 
-    m->body.scanned = 1;
-    if (f->e->scanner == NULL || m->body.keep.len == 0)
+    b->scanned = 1;
+    if (f->e->scanner == NULL || b->keep.len == 0)
         return;
-    int n = scan_bytes(f, m, m->body.keep.data, m->body.keep.len, matches);
+    /* After a window, what is kept may be only its overlap, scanned already. */
+    if (b->windows > 0 && b->keep.len <= b->streamed && b->keep.len <= DPI_STREAM_OVERLAP)
+        return;
+    int n = scan_bytes(f, m, b->keep.data, b->keep.len, matches);
     if (n < 0) {
         if (bf)
             bf->problem = m->problem;
         return;
     }
-    body_alerts(f, m, matches, n, bf);
+    body_alerts(f, m, matches, n, bf, 0);
+}
+
+/* A body longer than the body limit: each full window is scanned as a file
+ * of its own, and every match acts (the whole body is never held). */
+static void on_window(void *ctx, const uint8_t *p, size_t n)
+{
+    struct http_msg *m = ctx;
+    struct dpi_flow *f = m->flow;
+    struct rules_match matches[RULES_MAX_MATCHES];
+
+    if (f->e->scanner == NULL)
+        return;
+    int found = scan_bytes(f, m, p, n, matches);
+    if (found <= 0)
+        return;
+    struct dpi_body_facts bf = {.to_server = m->is_request,
+                                .size = m->body.size,
+                                .chunked = m->body.chunked,
+                                .state = DPI_BODY_OPEN};
+    body_alerts(f, m, matches, found, &bf, 0);
 }
 
 /* Inline: the new kept bytes and the overlap before them, so a signature
- * split over packets is found in the packet that completes it. */
+ * split over packets is found in the packet that completes it. Only rules
+ * that a match on a piece proves act here; the others wait for the whole
+ * body, whose last packet the feeder holds until the scan at the end. */
 static void scan_arriving(struct dpi_flow *f, struct http_msg *m)
 {
     struct rules_match matches[RULES_MAX_MATCHES];
     struct dpi_body *b = &m->body;
 
-    if (!f->e->inline_scans || f->e->scanner == NULL || b->scanned || b->keep.len <= b->streamed)
+    if (!f->e->inline_scans || f->e->scanner == NULL || !f->e->window_rules ||
+        b->keep.len <= b->streamed)
         return;
     size_t from = b->streamed > DPI_STREAM_OVERLAP ? b->streamed - DPI_STREAM_OVERLAP : 0;
     b->streamed = b->keep.len;
@@ -472,7 +504,7 @@ static void scan_arriving(struct dpi_flow *f, struct http_msg *m)
         return;
     struct dpi_body_facts bf = {
         .to_server = m->is_request, .size = b->size, .chunked = b->chunked, .state = DPI_BODY_OPEN};
-    body_alerts(f, m, matches, n, &bf);
+    body_alerts(f, m, matches, n, &bf, 1);
 }
 
 static void on_head(void *ctx, int dir, const struct http_head *h)
@@ -501,8 +533,12 @@ static void on_head(void *ctx, int dir, const struct http_head *h)
     m->problem[0] = '\0';
     m->nalerted = 0;
     m->has_body = h->framing != HTTP_BODY_NONE;
-    if (m->has_body)
+    if (m->has_body) {
         body_begin(f->e, &m->body, h->content_encoding, h->framing == HTTP_BODY_CHUNKED);
+        m->flow = f;
+        m->body.window = on_window;
+        m->body.window_ctx = m;
+    }
     f->app_proto = "http";
 }
 
@@ -513,19 +549,11 @@ static void on_body(void *ctx, int dir, const uint8_t *p, size_t n)
 
     if (!m->open || !m->has_body)
         return;
-    int full = body_feed(f->e, &m->body, p, n);
-    if (!full)
+    body_feed(f->e, &m->body, p, n);
+    if (m->body.unread)
+        raise_anomaly(f, dir, "body", m->body.problem);
+    else
         scan_arriving(f, m);
-    if (full && !m->body.scanned) {
-        /* The kept part is full: scan it now, then free it, so a long
-         * download is decided early and does not hold memory. */
-        struct dpi_body_facts bf = {.to_server = m->is_request,
-                                    .size = m->body.size,
-                                    .chunked = m->body.chunked,
-                                    .state = DPI_BODY_CUT};
-        scan_body(f, m, &bf);
-        body_drop_kept(f->e, &m->body);
-    }
 }
 
 static void on_end(void *ctx, int dir, enum http_end how, const char *why)
@@ -549,8 +577,8 @@ static void on_end(void *ctx, int dir, enum http_end how, const char *why)
         /* An empty body is no file (Content-Length: 0, a bare last chunk):
          * report the message as a body-less one. */
         int empty = bf.state == DPI_BODY_COMPLETE && bf.size == 0;
-        if (!m->body.scanned && !empty)
-            scan_body(f, m, &bf);
+        if (!empty)
+            scan_kept(f, m, &bf);
         http_facts(m, &hf);
         struct dpi_event ev = {.type = DPI_EVENT_HTTP, .http = &hf, .body = empty ? NULL : &bf};
         if (!empty || !m->is_request)

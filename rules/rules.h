@@ -186,6 +186,8 @@ struct rules_match {
     char ns[64];       /* namespace: "builtin" or the file it came from */
     char category[64]; /* rule meta "category", default "malware" */
     int severity;      /* rule meta "severity", default 1 (highest) */
+    int window_certain; /* the rule only asks that strings occur: a match on a
+                           piece of a body is a match on the whole body */
 };
 
 #define RULES_MAX_MATCHES 8
@@ -201,6 +203,9 @@ int rules_scan(struct rules_scanner *s, const uint8_t *buf, size_t len, struct r
                size_t max, char *err, size_t errlen);
 /* Number of rules compiled into the policy (for status and logs). */
 unsigned rules_yara_count(const struct rules_policy *p);
+/* Of those, the rules whose match on a piece of a body proves a match on
+ * the whole body (rules_match.window_certain). */
+unsigned rules_yara_window_count(const struct rules_policy *p);
 /* Compiler warnings ("file:line: message"), for the caller to log: the i-th,
  * or NULL past the last. */
 const char *rules_yara_warning(const struct rules_policy *p, unsigned i);

@@ -30,6 +30,8 @@
 #include <sys/stat.h>
 #include <yara.h>
 
+#include "yara_window.h"
+
 #define BUILTIN_NS "builtin"
 /* Past this many, further compiler warnings are counted, not kept. */
 #define MAX_WARNINGS 32
@@ -58,6 +60,7 @@ static const char builtin_rules[] =
 struct rules_yara {
     YR_RULES *rules;
     unsigned count;
+    uint8_t *window_certain; /* by rule index: a match on a piece proves the body */
     char *warnings[MAX_WARNINGS + 1]; /* the last slot says how many were dropped */
     unsigned nwarnings, dropped;
 };
@@ -81,12 +84,99 @@ static void init_yara(void)
 
 /* --- compiling ------------------------------------------------------------- */
 
+/* A rule as read from its source, for the window-certain flag. */
+struct rule_class {
+    char ns[64];
+    char rule[128];
+    int certain;
+};
+
 struct compile {
     struct rules_yara *y;
     char *err;
     size_t errlen;
     int failed;
+    const char *ns; /* of the source being classified */
+    struct rule_class *classes;
+    size_t nclasses, cap;
 };
+
+static void classify_cb(void *arg, const char *rule, int certain)
+{
+    struct compile *c = arg;
+
+    if (c->nclasses == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        struct rule_class *v = realloc(c->classes, cap * sizeof(*v));
+        if (v == NULL)
+            return; /* unknown rules are uncertain */
+        c->classes = v;
+        c->cap = cap;
+    }
+    struct rule_class *rc = &c->classes[c->nclasses++];
+    snprintf(rc->ns, sizeof(rc->ns), "%s", c->ns);
+    snprintf(rc->rule, sizeof(rc->rule), "%s", rule);
+    rc->certain = certain;
+}
+
+static void classify_source(struct compile *c, const char *ns, const char *src, size_t len)
+{
+    c->ns = ns;
+    rules_yara_classify(src, len, classify_cb, c);
+}
+
+/* Reads a rule file for classify_source; NULL if it cannot (then its rules
+ * are uncertain). */
+static char *read_source(FILE *f, size_t *len)
+{
+    char *buf = NULL;
+    size_t cap = 0, n = 0, got;
+
+    do {
+        if (cap - n < 65536) {
+            char *b = realloc(buf, cap + 65536);
+            if (b == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = b;
+            cap += 65536;
+        }
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+    } while (got > 0);
+    *len = n;
+    return buf;
+}
+
+/* Fills y->window_certain from what classify_source read, by namespace and
+ * rule name. A global rule takes part in every rule's result: if any
+ * exists, no rule is certain on a piece. */
+static void set_window_certain(struct compile *c)
+{
+    struct rules_yara *y = c->y;
+    YR_RULE *rule;
+    unsigned i = 0;
+    int globals = 0;
+
+    y->window_certain = calloc(y->count ? y->count : 1, 1);
+    if (y->window_certain == NULL)
+        return;
+    yr_rules_foreach(y->rules, rule)
+    {
+        globals |= (rule->flags & RULE_FLAGS_GLOBAL) != 0;
+    }
+    yr_rules_foreach(y->rules, rule)
+    {
+        for (size_t k = 0; k < c->nclasses && !globals; k++)
+            if (strcmp(c->classes[k].rule, rule->identifier) == 0 &&
+                strcmp(c->classes[k].ns, rule->ns->name) == 0) {
+                y->window_certain[i] = (uint8_t)c->classes[k].certain;
+                break;
+            }
+        i++;
+    }
+}
 
 /* Keeps the first error (later ones are usually its consequences) and the
  * warnings, all as "file:line: message". */
@@ -252,6 +342,12 @@ static int add_file(YR_COMPILER *yc, struct compile *c, const struct rules_polic
                  entry->line, entry->column, path, strerror(errno));
         return -1;
     }
+    size_t len = 0;
+    char *src = read_source(f, &len);
+    if (src != NULL)
+        classify_source(c, file_ns(path), src, len);
+    free(src);
+    rewind(f);
     errors = yr_compiler_add_file(yc, f, file_ns(path), path);
     fclose(f);
     return errors > 0 ? -1 : 0;
@@ -303,7 +399,7 @@ static int add_entry(YR_COMPILER *yc, struct compile *c, const struct rules_poli
 int rules_yara_compile(struct rules_policy *p, char *err, size_t errlen)
 {
     char dummy[RULES_ERRLEN];
-    struct compile c = {NULL, err, errlen, 0};
+    struct compile c = {.y = NULL, .err = err, .errlen = errlen};
     YR_COMPILER *yc = NULL;
     YR_RULE *rule;
     size_t i;
@@ -328,8 +424,11 @@ int rules_yara_compile(struct rules_policy *p, char *err, size_t errlen)
     }
     yr_compiler_set_callback(yc, compile_cb, &c);
 
-    if (p->yara.builtin && yr_compiler_add_string(yc, builtin_rules, BUILTIN_NS) > 0)
-        goto fail;
+    if (p->yara.builtin) {
+        classify_source(&c, BUILTIN_NS, builtin_rules, sizeof(builtin_rules) - 1);
+        if (yr_compiler_add_string(yc, builtin_rules, BUILTIN_NS) > 0)
+            goto fail;
+    }
     for (i = 0; i < p->yara.paths.n; i++)
         if (add_entry(yc, &c, p, &p->yara.paths.v[i]) < 0)
             goto fail;
@@ -344,6 +443,9 @@ int rules_yara_compile(struct rules_policy *p, char *err, size_t errlen)
     {
         c.y->count++;
     }
+    set_window_certain(&c);
+    free(c.classes);
+    c.classes = NULL;
     if (c.y->dropped > 0) {
         char more[RULES_ERRLEN];
         snprintf(more, sizeof(more), "%s: %u more YARA warnings not shown", p->path, c.y->dropped);
@@ -356,6 +458,7 @@ int rules_yara_compile(struct rules_policy *p, char *err, size_t errlen)
 fail:
     if (yc != NULL)
         yr_compiler_destroy(yc);
+    free(c.classes);
     rules_yara_free(c.y);
     return -1;
 }
@@ -370,12 +473,24 @@ void rules_yara_free(struct rules_yara *y)
         yr_rules_destroy(y->rules);
     for (i = 0; i < y->nwarnings; i++)
         free(y->warnings[i]);
+    free(y->window_certain);
     free(y);
 }
 
 unsigned rules_yara_count(const struct rules_policy *p)
 {
     return p != NULL && p->compiled != NULL ? p->compiled->count : 0;
+}
+
+unsigned rules_yara_window_count(const struct rules_policy *p)
+{
+    unsigned n = 0;
+
+    if (p == NULL || p->compiled == NULL || p->compiled->window_certain == NULL)
+        return 0;
+    for (unsigned i = 0; i < p->compiled->count; i++)
+        n += p->compiled->window_certain[i];
+    return n;
 }
 
 const char *rules_yara_warning(const struct rules_policy *p, unsigned i)
@@ -387,10 +502,12 @@ const char *rules_yara_warning(const struct rules_policy *p, unsigned i)
 
 /* --- scanning ---------------------------------------------------------------- */
 
-static void fill_match(struct rules_match *m, const YR_RULE *rule)
+static void fill_match(struct rules_match *m, const YR_RULE *rule, const struct rules_yara *y)
 {
     const YR_META *meta;
+    size_t index = (size_t)(rule - y->rules->rules_table);
 
+    m->window_certain = y->window_certain && index < y->count && y->window_certain[index];
     snprintf(m->rule, sizeof(m->rule), "%s", rule->identifier);
     snprintf(m->ns, sizeof(m->ns), "%s", rule->ns->name);
     snprintf(m->category, sizeof(m->category), "%s", "malware");
@@ -413,7 +530,7 @@ static int scan_cb(YR_SCAN_CONTEXT *ctx, int message, void *data, void *arg)
     (void)ctx;
     if (message == CALLBACK_MSG_RULE_MATCHING) {
         if ((size_t)s->count < s->max)
-            fill_match(&s->out[s->count], data);
+            fill_match(&s->out[s->count], data, s->policy->compiled);
         s->count++;
     }
     return CALLBACK_CONTINUE;
@@ -433,11 +550,12 @@ struct rules_scanner *rules_scanner_new(const struct rules_policy *p)
         return NULL;
     }
     yr_scanner_set_timeout(s->yr, (int)p->yara.timeout_s);
-    /* Fast mode: one match per string is enough to name a rule. No
+    /* No fast mode: it stops counting a string at its first match, and
+     * conditions on counts ("#a > 3") must read as `yara` reads them. No
      * try/catch: sluice scans its own heap buffers, never mapped files that
      * could vanish, and the SIGBUS/SIGSEGV handlers YARA would install and
      * remove on every scan take a process-wide lock. */
-    yr_scanner_set_flags(s->yr, SCAN_FLAGS_FAST_MODE | SCAN_FLAGS_NO_TRYCATCH);
+    yr_scanner_set_flags(s->yr, SCAN_FLAGS_NO_TRYCATCH);
     yr_scanner_set_callback(s->yr, scan_cb, s);
     /* The policy is immutable except for its count of references, which is
      * what const-ness guards here. */

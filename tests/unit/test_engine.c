@@ -279,13 +279,31 @@ static void test_limits(void)
     static char big[20000];
     char head[128];
 
-    /* EICAR after the body limit: not scanned, the cut is reported */
+    /* EICAR past the body limit: found in a later window, the cut is reported */
     memset(big, 'b', sizeof(big));
     memcpy(big + 10000, eicar, 68);
     conv_open(&c, "limits:\n  body: 4KiB\n");
     get(&c, "/big");
     int h =
         snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof(big));
+    send(&c, DPI_DIR_REV, head, (size_t)h);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, big, sizeof(big)), DPI_BLOCK);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+    conv_close(&c);
+
+    /* the same across a window boundary (4 KiB windows, EICAR at 4090) */
+    memset(big, 'b', sizeof(big));
+    memcpy(big + 4090, eicar, 68);
+    conv_open(&c, "limits:\n  body: 4KiB\n");
+    get(&c, "/edge");
+    send(&c, DPI_DIR_REV, head, (size_t)h);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, big, sizeof(big)), DPI_BLOCK);
+    conv_close(&c);
+
+    /* a clean long body: the cut is reported, nothing alerts */
+    memset(big, 'b', sizeof(big));
+    conv_open(&c, "limits:\n  body: 4KiB\n");
+    get(&c, "/big");
     send(&c, DPI_DIR_REV, head, (size_t)h);
     CHECK_EQ_INT(send(&c, DPI_DIR_REV, big, sizeof(big)), DPI_PASS);
     int e = find(&c.seen, DPI_EVENT_HTTP);

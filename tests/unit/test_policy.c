@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdint.h>
 
 static char data_dir[4096];
@@ -248,13 +249,13 @@ static void test_errors(void)
 
     /* Keys. */
     CHECK_PARSE_ERR("yara:\n  timeout: 5s\nyarra:\n  rules: x\n",
-                    "policy.yaml:3:1: unknown key 'yarra' (known: yara, limits, ndpi, events, "
+                    "policy.yaml:3:1: unknown key 'yarra' (known: yara, limits, http, tcp, ndpi, events, "
                     "inline, containers, tls, compromise, control)");
     CHECK_PARSE_ERR("yara:\n  rule: x.yar\n", "policy.yaml:2:3: unknown key 'rule' in yara "
                                               "(known: rules, builtin, timeout, action)");
     CHECK_PARSE_ERR("yara.rules: x.yar\n",
                     "policy.yaml:1:1: unknown key 'yara.rules' (known: "
-                    "yara, limits, ndpi, events, inline, containers, tls, compromise, control)");
+                    "yara, limits, http, tcp, ndpi, events, inline, containers, tls, compromise, control)");
     CHECK_PARSE_ERR("limits:\n  body: 1MiB\nlimits:\n  flows: 10\n",
                     "policy.yaml:3:1: duplicate key 'limits' (first at 1:1)");
     CHECK_PARSE_ERR("limits: {body: 1MiB, body: 2MiB}\n",
@@ -676,6 +677,74 @@ static void test_yara_scan(void)
     CHECK_EQ_INT(rules_scan(NULL, (const uint8_t *)"x", 1, m, 1, err, sizeof(err)), -1);
 }
 
+/* Which rules a match on a piece of a body proves: only those whose
+ * condition asks that strings occur. */
+static void test_window_certain(void)
+{
+    static const struct {
+        const char *rule, *condition;
+        int certain;
+    } cases[] = {
+        {"plain", "$a", 1},
+        {"either", "$a or ($b and $a)", 1},
+        {"any_of", "any of them", 1},
+        {"all_of", "all of ($a, $b*)", 1},
+        {"two_of", "2 of them", 1},
+        {"count_from_below", "#a > 2 and #a >= 3", 1},
+        {"size", "$a and filesize < 1MB", 0},
+        {"negation", "$a and not $b", 0},
+        {"offset", "$a at 0", 0},
+        {"range", "$a in (0..100)", 0},
+        {"magic", "uint16(0) == 0x5a4d and $a", 0},
+        {"count_exact", "#a == 1", 0},
+        {"count_below", "#a < 3 and $a", 0},
+        {"module", "$a and math.entropy(0, filesize) > 7", 0},
+        {"loop", "for any i in (1..#a) : (@a[i] > 10)", 0},
+        {"rule_ref", "plain and $a", 0},
+    };
+    char path[] = "/tmp/sluice-test-window-XXXXXX";
+    char yaml[256], err[RULES_ERRLEN];
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "import \"math\"\n/* rule fake { condition: true } */\n");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        fprintf(f,
+                "rule %s : tag {\n meta:\n  note = \"condition: not } here\"\n strings:\n"
+                "  $a = \"WINDOW-A\" // $a\n  $b = { 57 49 4e [3] 2d 42 }\n"
+                "  $c = /x{1,2}}/\n condition:\n  (%s) or any of ($b, $c)\n}\n",
+                cases[i].rule, cases[i].condition);
+    fclose(f);
+    snprintf(yaml, sizeof(yaml), "yara:\n  builtin: false\n  rules: [%s]\n", path);
+    struct rules_policy *p = rules_policy_parse("policy.yaml", yaml, strlen(yaml), 1, err,
+                                                sizeof(err));
+    CHECK(p != NULL);
+    if (p == NULL) {
+        fprintf(stderr, "  %s\n", err);
+        unlink(path);
+        return;
+    }
+    CHECK_EQ_INT(rules_yara_window_count(p), 6);
+    struct rules_scanner *s = rules_scanner_new(p);
+    struct rules_match m[RULES_MAX_MATCHES];
+    static const char buf[] = "..WINDOW-A..WINDOW-A..WINDOW-A..WINDOW-B";
+    int n = rules_scan(s, (const uint8_t *)buf, sizeof(buf) - 1, m, RULES_MAX_MATCHES, err,
+                       sizeof(err));
+    CHECK_EQ_INT(n, (int)(sizeof(cases) / sizeof(cases[0])));
+    for (int i = 0; i < n && i < RULES_MAX_MATCHES; i++) {
+        int want = -1;
+        for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
+            if (strcmp(cases[k].rule, m[i].rule) == 0)
+                want = cases[k].certain;
+        CHECK_EQ_INT(m[i].window_certain, want);
+    }
+    rules_scanner_free(s);
+    rules_policy_unref(p);
+    unlink(path);
+}
+
 static void test_refcount(void)
 {
     char err[RULES_ERRLEN], buf[256];
@@ -827,6 +896,7 @@ int main(void)
     test_paths();
     test_yara_compile();
     test_yara_scan();
+    test_window_certain();
     test_refcount();
     test_broken_reload();
     CHECK_DONE();

@@ -10,6 +10,7 @@
 
 #include "dpi.h"
 #include "http.h"
+#include "join.h"
 #include "sl_buf.h"
 
 struct dpi_engine {
@@ -23,6 +24,7 @@ struct dpi_engine {
     uint64_t body_held;          /* bytes held by body buffers of all flows */
     int inline_scans;            /* scan bodies while they arrive */
     int window_rules;            /* the policy has rules a piece of a body can prove */
+    struct join_table *joins;    /* parts of objects fetched in 206 responses */
     struct dpi_engine_stats stats;
 };
 

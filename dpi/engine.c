@@ -139,6 +139,11 @@ struct dpi_engine *dpi_engine_new(struct rules_policy *policy, dpi_event_fn fn, 
     ndpi_finalize_initialization(e->ndpi);
     if (resolve_alerts(e, err, errlen) != 0)
         goto fail;
+    e->joins = join_new(policy->limits.body, (uint64_t)policy->limits.flow_timeout_s * 1000000);
+    if (e->joins == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (policy->compiled) {
         e->scanner = rules_scanner_new(policy);
         e->window_rules = rules_yara_window_count(policy) > 0;
@@ -161,6 +166,7 @@ void dpi_engine_free(struct dpi_engine *e)
         rules_scanner_free(e->scanner);
     if (e->ndpi)
         ndpi_exit_detection_module(e->ndpi);
+    join_free(e->joins);
     rules_policy_unref(e->policy);
     free(e);
 }

@@ -107,10 +107,11 @@ static void summary(const char *what, const struct pcap_feed_stats *st, struct d
 
     dpi_engine_stats(e, &es);
     log_info("%s: %llu frames (%llu not inspected), %llu flows, %llu bodies, %llu alerts, "
-             "%.1f MB in %.3f s (%.0f frames/s, %.1f MB/s)",
+             "%llu anomalies, %.1f MB in %.3f s (%.0f frames/s, %.1f MB/s)",
              what, (unsigned long long)st->frames, (unsigned long long)st->skipped,
              (unsigned long long)st->flows.flows_created, (unsigned long long)es.bodies,
-             (unsigned long long)es.alerts, (double)st->frame_bytes / 1e6, st->seconds,
+             (unsigned long long)es.alerts, (unsigned long long)es.anomalies,
+             (double)st->frame_bytes / 1e6, st->seconds,
              (double)st->frames / secs, (double)st->frame_bytes / 1e6 / secs);
     if (st->flows.reasm_gaps)
         log_info("%s: %llu reassembly gaps (%llu bytes missing)", what,

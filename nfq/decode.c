@@ -175,6 +175,9 @@ static enum nfq_decode_status decode_l3l4(const uint8_t *ip, size_t ipsize_full,
     out->has_tcp = 0;
     out->payload = NULL;
     out->payload_len = 0;
+    out->tcp = NULL;
+    out->tcp_hdrlen = 0;
+    out->csum = NFQ_CSUM_CHECK;
 
     if (proto == IPPROTO_TCP && l4len >= 20) {
         unsigned doff = (l4[12] >> 4) * 4u;
@@ -189,6 +192,8 @@ static enum nfq_decode_status decode_l3l4(const uint8_t *ip, size_t ipsize_full,
             out->tcp_flags = l4[13];
             out->payload = l4 + doff;
             out->payload_len = l4len - doff;
+            out->tcp = l4;
+            out->tcp_hdrlen = doff;
         }
     } else if (proto == IPPROTO_UDP && l4len >= 8) {
         out->sport = rd16(l4);
@@ -463,6 +468,51 @@ iph_check:
     return decode_l3l4(pkt + ip_offset, caplen - ip_offset, v6, out);
 }
 
+/* --- checksums --------------------------------------------------------------- */
+
+static uint32_t sum16(uint32_t sum, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i += 2)
+        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (n & 1)
+        sum += (uint32_t)(p[n - 1] << 8);
+    return sum;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)sum;
+}
+
+/* Linux drops an IPv4 packet whose header checksum is wrong (ip_rcv_core)
+ * and a TCP segment whose checksum over the pseudo-header is
+ * (tcp_v4_rcv, tcp_v6_rcv). Summing a packet with its checksum field in
+ * gives 0xffff when the checksum is right. */
+int nfq_tcp_csum_ok(const struct nfq_pkt *p)
+{
+    size_t l4len = p->tcp_hdrlen + p->payload_len;
+    uint32_t sum = 0;
+
+    if (!p->has_tcp)
+        return 1;
+    if (p->family == 4) {
+        size_t ihl = (p->ip[0] & 0x0f) * 4u;
+        if (fold(sum16(0, p->ip, ihl)) != 0xffff)
+            return 0;
+        sum = sum16(sum, p->src, 4);
+        sum = sum16(sum, p->dst, 4);
+    } else {
+        sum = sum16(sum, p->src, 16);
+        sum = sum16(sum, p->dst, 16);
+        sum += (uint32_t)(l4len >> 16);
+    }
+    sum += IPPROTO_TCP + (uint32_t)(l4len & 0xffff);
+    sum = sum16(sum, p->tcp, l4len);
+    return fold(sum) == 0xffff;
+}
+
 enum nfq_decode_status nfq_decode_ip(const uint8_t *ip, size_t len, int tunnels,
                                      struct nfq_pkt *out)
 {
@@ -470,5 +520,10 @@ enum nfq_decode_status nfq_decode_ip(const uint8_t *ip, size_t len, int tunnels,
      * is known, so fragment bits are honoured. */
     if (len < 1)
         return NFQ_DECODE_SKIP;
-    return nfq_decode_frame((ip[0] >> 4) == 6 ? DLT_IPV6 : DLT_IPV4, ip, len, tunnels, out);
+    enum nfq_decode_status st =
+        nfq_decode_frame((ip[0] >> 4) == 6 ? DLT_IPV6 : DLT_IPV4, ip, len, tunnels, out);
+    /* The kernel has checked (or will finish) its checksums unless the
+     * queue says otherwise (queue.c reads NFQA_SKB_INFO). */
+    out->csum = NFQ_CSUM_TRUSTED;
+    return st;
 }

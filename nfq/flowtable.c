@@ -8,9 +8,12 @@
  * directions — so expiry only ever looks at list heads, and eviction when the
  * table is full takes the oldest closed flow first.
  *
- * The table owns TCP reassembly: payload goes through the direction's
- * reassembler and comes out in order into the engine. Nothing is allocated
- * per packet except when reassembly must hold an out-of-order segment.
+ * The table owns TCP reassembly: segments go through the connection's
+ * reassembler, which takes them as the receiving stack would, and come out
+ * in order into the engine; what the receiver may read otherwise is an
+ * anomaly of the flow (layer "tcp"), so the packet that carried it gets the
+ * block verdict when the policy says so. Nothing is allocated per packet
+ * except when reassembly must hold an out-of-order or doubtful segment.
  *
  * A connection sluice has reset (a blocked flow) is over at once: its engine
  * flow ends there, its events go out while its container is still known,
@@ -42,8 +45,8 @@ struct ft_flow {
     uint8_t on_closed_list;
     uint8_t ended[2]; /* by direction: FIN or RST delivered */
     struct ft_key key;
-    struct dpi_flow *df;       /* NULL: a tombstone of a connection sluice reset */
-    struct reasm_stream rs[2]; /* by direction of the bytes */
+    struct dpi_flow *df;  /* NULL: a tombstone of a connection sluice reset */
+    struct reasm_conn tc; /* TCP, by direction of the bytes */
 };
 
 struct ft_list {
@@ -223,26 +226,32 @@ struct sink_ctx {
     uint64_t ts_us;
 };
 
-static void sink_data(void *c, const uint8_t *p, size_t n)
+static void sink_data(void *c, int dir, const uint8_t *p, size_t n)
 {
     struct sink_ctx *s = c;
-    dpi_flow_stream(s->t->engine, s->f->df, s->dir, p, n, s->ts_us);
+    dpi_flow_stream(s->t->engine, s->f->df, (enum dpi_dir)dir, p, n, s->ts_us);
 }
 
-static void sink_gap(void *c, uint64_t n)
+static void sink_gap(void *c, int dir, uint64_t n)
 {
     struct sink_ctx *s = c;
-    dpi_flow_gap(s->t->engine, s->f->df, s->dir, n, s->ts_us);
+    dpi_flow_gap(s->t->engine, s->f->df, (enum dpi_dir)dir, n, s->ts_us);
 }
 
-static void sink_end(void *c)
+static void sink_end(void *c, int dir)
 {
     struct sink_ctx *s = c;
-    s->f->ended[s->dir] = 1;
-    dpi_flow_stream_end(s->t->engine, s->f->df, s->dir, s->ts_us);
+    s->f->ended[dir] = 1;
+    dpi_flow_stream_end(s->t->engine, s->f->df, (enum dpi_dir)dir, s->ts_us);
 }
 
-static const struct reasm_sink engine_sink = {sink_data, sink_gap, sink_end};
+static void sink_anomaly(void *c, int dir, const char *reason)
+{
+    struct sink_ctx *s = c;
+    dpi_flow_anomaly(s->t->engine, s->f->df, (enum dpi_dir)dir, "tcp", reason, s->ts_us);
+}
+
+static const struct reasm_conn_sink engine_sink = {sink_data, sink_gap, sink_end, sink_anomaly};
 
 /* The engine's part of a flow: what reassembly holds, then the engine flow
  * (its last events). */
@@ -251,9 +260,9 @@ static void flow_end_engine(struct nfq_flowtable *t, struct ft_flow *f, uint64_t
     for (int d = 0; d < 2; d++) {
         struct sink_ctx ctx = {t, f, (enum dpi_dir)d, ts_us};
         if (f->key.l4proto == IPPROTO_TCP && !f->ended[d])
-            reasm_flush(&t->pool, &f->rs[d], &engine_sink, &ctx);
-        reasm_stream_free(&t->pool, &f->rs[d]);
+            reasm_conn_flush(&t->pool, &f->tc, d, &engine_sink, &ctx);
     }
+    reasm_conn_free(&t->pool, &f->tc);
     dpi_flow_end(t->engine, f->df, ts_us);
     dpi_flow_free(t->engine, f->df);
     f->df = NULL;
@@ -339,8 +348,7 @@ static struct ft_flow *flow_create(struct nfq_flowtable *t, const struct nfq_pkt
     f->key.l4proto = p->l4proto;
     f->hash = hash;
     f->last_us = ts_us;
-    reasm_stream_init(&f->rs[0]);
-    reasm_stream_init(&f->rs[1]);
+    reasm_conn_init(&f->tc, t->mode == NFQ_FLOWTABLE_PASSIVE);
 
     struct dpi_flow_meta meta = {
         .flow_id = ++t->next_id,
@@ -377,19 +385,27 @@ static int is_reuse(const struct ft_flow *f, const struct nfq_pkt *p)
            f->ended[1];
 }
 
+/* The segment as reassembly reads it. Its checksum counts only where the
+ * receiver checks it. */
+static void tcp_segment(const struct nfq_pkt *p, struct reasm_tcp *seg)
+{
+    reasm_tcp_header(p->tcp, p->tcp_hdrlen, seg);
+    seg->payload = p->payload;
+    seg->len = p->payload_len;
+    if (p->csum == NFQ_CSUM_TRUSTED)
+        seg->csum = REASM_CSUM_UNCHECKED;
+    else
+        seg->csum = nfq_tcp_csum_ok(p) ? REASM_CSUM_GOOD : REASM_CSUM_BAD;
+}
+
 static void tcp_track(struct nfq_flowtable *t, struct ft_flow *f, enum dpi_dir dir,
                       const struct nfq_pkt *p, uint64_t ts_us)
 {
     struct sink_ctx ctx = {t, f, dir, ts_us};
-    struct sink_ctx peer = {t, f, (enum dpi_dir) !dir, ts_us};
+    struct reasm_tcp seg;
 
-    reasm_segment(&t->pool, &f->rs[dir], p->seq, p->tcp_flags, p->payload, p->payload_len,
-                  &engine_sink, &ctx);
-    if (t->mode == NFQ_FLOWTABLE_PASSIVE && (p->tcp_flags & REASM_ACK) && !f->ended[!dir])
-        reasm_ack(&t->pool, &f->rs[!dir], p->ack, &engine_sink, &peer);
-    /* A reset ends the connection for both ends. */
-    if ((p->tcp_flags & REASM_RST) && !f->ended[!dir])
-        reasm_flush(&t->pool, &f->rs[!dir], &engine_sink, &peer);
+    tcp_segment(p, &seg);
+    reasm_conn_segment(&t->pool, &f->tc, (int)dir, &seg, &engine_sink, &ctx);
 
     if (f->ended[0] && f->ended[1] && !f->on_closed_list) {
         list_unlink(&t->open, f);

@@ -33,7 +33,24 @@ struct nfq_pkt {
     uint32_t seq, ack;
     const uint8_t *payload;
     size_t payload_len;
+    const uint8_t *tcp; /* the TCP header (has_tcp), options included */
+    size_t tcp_hdrlen;
+    /* Whether the receiver checks this packet's checksums (enum nfq_csum):
+     * set by the feeder after decoding; decoding leaves NFQ_CSUM_CHECK. */
+    uint8_t csum;
 };
+
+enum nfq_csum {
+    /* The receiving stack verifies the checksums: captures, and NFQUEUE
+     * packets the kernel has not verified (NFQA_SKB_CSUM_NOTVERIFIED). */
+    NFQ_CSUM_CHECK = 0,
+    /* It does not: verified already, or a local sender's checksum the
+     * kernel has not computed yet (NFQA_SKB_CSUMNOTREADY). */
+    NFQ_CSUM_TRUSTED,
+};
+
+/* 1 if the packet's IPv4 header and TCP checksums are right (has_tcp). */
+int nfq_tcp_csum_ok(const struct nfq_pkt *p);
 
 enum nfq_decode_status {
     NFQ_DECODE_OK = 0,
@@ -185,8 +202,31 @@ int nfq_hooks_install(const struct nfq_hooks_config *cfg, char *err, size_t errl
  * returns the number of rules made (IPv4). */
 int nfq_hooks_cgroups(const char *const *paths, size_t n);
 /* Puts back jumps that others removed (Docker rebuilds DOCKER-USER when it
- * restarts); returns how many. */
+ * restarts), and jumps from FORWARD itself when FORWARD stopped jumping to
+ * DOCKER-USER; returns how many. */
 int nfq_hooks_check(const struct nfq_hooks_config *cfg);
+
+/* The ways container traffic can take, each hooked per family. */
+enum nfq_path {
+    NFQ_PATH_FORWARD,   /* "bridge-forward": container to container, to the world */
+    NFQ_PATH_TO_HOST,   /* "bridge-to-host": bridged container to a host socket */
+    NFQ_PATH_FROM_HOST, /* "host-to-bridge": the host (docker-proxy too) to a container */
+    NFQ_PATH_HOSTNET,   /* "host-network": sockets of host-network containers */
+    NFQ_PATH_TLS,       /* "tls-redirect": container TLS to the interception proxy */
+    NFQ_PATHS,
+};
+
+struct nfq_hook_path {
+    const char *name; /* "bridge-forward", ... (static) */
+    int family;       /* 4 or 6 */
+    int inspected;
+    char hook[96]; /* where it is queued: "DOCKER-USER", "INPUT -i docker0, br-+" */
+    char why[400]; /* not inspected: why ("off in the policy (...)", a refused rule) */
+};
+
+/* Every path of both families as of the last install or check (at most
+ * max; 2 * NFQ_PATHS in all); returns how many. Safe from any thread. */
+size_t nfq_hooks_paths(struct nfq_hook_path *out, size_t max);
 /* Removes every chain and jump sluice made; quiet when there are none. */
 void nfq_hooks_remove(void);
 

@@ -298,6 +298,19 @@ static int raw_socket(int family, uint32_t mark)
 
 /* --- packets ----------------------------------------------------------------- */
 
+/* With NFQA_CFG_F_GSO the kernel says how far the checksum is done
+ * (nfqnl_put_packet_info): unfinished (CHECKSUM_PARTIAL, a local sender's:
+ * no receiver checks it), not verified yet (the receiver will), or, with
+ * no flag, verified. Only the second makes a wrong checksum a drop. */
+static uint8_t queue_csum(const struct nlattr *info)
+{
+    uint32_t flags = info ? ntohl(mnl_attr_get_u32(info)) : 0;
+
+    if (!(flags & NFQA_SKB_CSUMNOTREADY) && (flags & NFQA_SKB_CSUM_NOTVERIFIED))
+        return NFQ_CSUM_CHECK;
+    return NFQ_CSUM_TRUSTED;
+}
+
 static void handle_packet(struct nfq_worker *w, const struct nlmsghdr *nlh, uint64_t ts)
 {
     struct nlattr *attr[NFQA_MAX + 1] = {NULL};
@@ -319,6 +332,8 @@ static void handle_packet(struct nfq_worker *w, const struct nlmsghdr *nlh, uint
     enum dpi_verdict v = DPI_PASS;
     struct nfq_flowtable *ft = w->cur.ft;
     int decoded = payload && nfq_decode_ip(payload, len, 0, &pkt) == NFQ_DECODE_OK;
+    if (decoded)
+        pkt.csum = queue_csum(attr[NFQA_SKB_INFO]);
     /* A connection that began before a reload stays with its policy. */
     for (unsigned i = w->ndraining; decoded && i-- > 0;)
         if (nfq_flowtable_claims(w->draining[i].ft, &pkt, ts)) {

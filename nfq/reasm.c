@@ -21,8 +21,17 @@
  * offset, which finds the run before any offset in O(log n) expected time, so
  * no arrival order, however hostile, makes insertion quadratic.
  *
- * First seen wins: held bytes are never replaced. A later copy that differs is
- * counted as a conflict, since someone is sending two versions of the stream.
+ * Overlaps resolve as in Linux (net/ipv4/tcp_input.c): delivered bytes never
+ * change; a segment in order is queued whole and wins over held bytes
+ * (tcp_data_queue, then tcp_ofo_queue skips what it covers); among held
+ * bytes, a segment that starts before a run, or at its start and covers it,
+ * replaces that run's bytes, and one starting inside a run leaves them
+ * (tcp_data_queue_ofo). Runs are Linux's coalesced segments only roughly, so
+ * a copy that differs is counted as a conflict either way: someone is
+ * sending two versions of the stream, and the connection layer reports it.
+ *
+ * The second half of the file is that connection layer: the receiving
+ * stack's checks in front of the two streams (see reasm.h).
  */
 #include "reasm.h"
 
@@ -329,15 +338,30 @@ static struct reasm_seg *hole_fill(struct reasm_op *op, struct reasm_seg *prev,
 
 /* --- output ------------------------------------------------------------------ */
 
+/* The urgent byte is not part of what a reader without SO_OOBINLINE gets
+ * (tcp_recvmsg skips it): it goes out of the data here. */
 static void emit_data(struct reasm_op *op, const uint8_t *p, size_t n)
 {
-    op->sink->data(op->ctx, p, n);
-    op->s->delivered += n;
-    op->s->next_seq += (uint32_t)n;
+    struct reasm_stream *s = op->s;
+
+    if (s->urg && s->urg_off >= s->delivered && s->urg_off - s->delivered < n) {
+        size_t k = (size_t)(s->urg_off - s->delivered);
+        s->urg = 0;
+        if (k > 0)
+            op->sink->data(op->ctx, p, k);
+        if (n - k > 1)
+            op->sink->data(op->ctx, p + k + 1, n - k - 1);
+    } else if (n > 0) {
+        op->sink->data(op->ctx, p, n);
+    }
+    s->delivered += n;
+    s->next_seq += (uint32_t)n;
 }
 
 static void emit_gap(struct reasm_op *op, uint64_t n)
 {
+    if (op->s->urg && op->s->urg_off < op->s->delivered + n)
+        op->s->urg = 0;
     op->sink->gap(op->ctx, n);
     op->pool->gaps++;
     op->pool->gap_bytes += n;
@@ -416,37 +440,40 @@ static void note_overlap(struct reasm_op *op, const uint8_t *held, const uint8_t
         op->conflict = 1;
 }
 
-/* p starts at next_seq. New bytes go out straight from the caller's buffer;
- * where a held run starts, its bytes win and go out instead. */
+/* p starts at next_seq and goes out whole, straight from the caller's
+ * buffer: held bytes it covers are compared and let go, a run it covers in
+ * part loses its front. */
 static void take_in_order(struct reasm_op *op, const uint8_t *p, size_t len)
 {
     struct reasm_stream *s = op->s;
+    uint64_t end = s->delivered + len;
+    size_t seen = 0;
+    struct reasm_seg *g;
 
-    while (len > 0) {
-        struct reasm_seg *g = s->segs;
-        if (g == NULL || g->off - s->delivered >= len) {
-            op->fresh += len;
-            emit_data(op, p, len);
-            break;
+    while ((g = s->segs) != NULL && g->off < end) {
+        size_t n = (size_t)(min_u64(seg_end(g), end) - g->off);
+        note_overlap(op, seg_data(g), p + (g->off - s->delivered), n);
+        seen += n;
+        held_sub(op->pool, s, n);
+        if (n == g->len) {
+            run_unlink(s, g);
+            seg_free(g);
+        } else {
+            /* the run keeps its place in the treap: nothing lies between */
+            g->front += n;
+            g->off += n;
+            g->len -= n;
         }
-        size_t n = (size_t)(g->off - s->delivered);
-        if (n > 0) {
-            op->fresh += n;
-            emit_data(op, p, n);
-            p += n;
-            len -= n;
-        }
-        n = len < g->len ? len : g->len;
-        note_overlap(op, seg_data(g), p, n);
-        p += n;
-        len -= n;
-        run_deliver(op, g);
     }
+    op->fresh += len - seen;
+    emit_data(op, p, len);
     deliver_held(op);
 }
 
 /* How many bytes of [off, off + len) no run holds. The held ones are compared
- * with the new copy here, once per segment. */
+ * with the new copy here, once per segment, and replaced where Linux keeps
+ * the new copy: the segment starts before the run, or at its start and
+ * covers it. */
 static size_t count_new(struct reasm_op *op, uint64_t off, const uint8_t *p, size_t len)
 {
     uint64_t end = off + len;
@@ -457,7 +484,10 @@ static size_t count_new(struct reasm_op *op, uint64_t off, const uint8_t *p, siz
         uint64_t a = g->off > off ? g->off : off;
         uint64_t b = min_u64(seg_end(g), end);
         if (a < b) {
-            note_overlap(op, seg_data(g) + (a - g->off), p + (a - off), (size_t)(b - a));
+            uint8_t *held = seg_data(g) + (a - g->off);
+            note_overlap(op, held, p + (a - off), (size_t)(b - a));
+            if (off < g->off || (off == g->off && end >= seg_end(g)))
+                memcpy(held, p + (a - off), (size_t)(b - a));
             seen += (size_t)(b - a);
         }
     }
@@ -641,19 +671,30 @@ void reasm_stream_init(struct reasm_stream *s)
     memset(s, 0, sizeof(*s));
 }
 
+static size_t stream_segment(struct reasm_op *op, uint32_t seq, uint8_t flags,
+                             const uint8_t *payload, size_t len);
+
 size_t reasm_segment(struct reasm_pool *pool, struct reasm_stream *s, uint32_t seq, uint8_t flags,
                      const uint8_t *payload, size_t len, const struct reasm_sink *sink, void *ctx)
 {
     struct reasm_op op = {.pool = pool, .s = s, .sink = sink, .ctx = ctx};
+    return stream_segment(&op, seq, flags, payload, len);
+}
+
+static size_t stream_segment(struct reasm_op *op, uint32_t seq, uint8_t flags,
+                             const uint8_t *payload, size_t len)
+{
+    struct reasm_pool *pool = op->pool;
+    struct reasm_stream *s = op->s;
 
     if (s->ended)
         return 0;
     if (flags & REASM_RST) {
-        take_rst(&op, seq);
+        take_rst(op, seq);
         return 0;
     }
     if (flags & REASM_SYN) {
-        if (take_syn(&op, seq) != 0)
+        if (take_syn(op, seq) != 0)
             return 0;
         seq++; /* the SYN takes one sequence number before the data */
     }
@@ -668,16 +709,16 @@ size_t reasm_segment(struct reasm_pool *pool, struct reasm_stream *s, uint32_t s
         return 0;
     }
     if (len > 0)
-        take_payload(&op, rel, payload, len);
+        take_payload(op, rel, payload, len);
     if (flags & REASM_FIN)
-        take_fin(&op, seq + (uint32_t)len);
-    end_if_done(&op);
+        take_fin(op, seq + (uint32_t)len);
+    end_if_done(op);
 
-    if (op.overlap)
+    if (op->overlap)
         pool->overlaps++;
-    if (op.conflict)
+    if (op->conflict)
         pool->overlap_conflicts++;
-    return op.fresh;
+    return op->fresh;
 }
 
 void reasm_ack(struct reasm_pool *pool, struct reasm_stream *s, uint32_t ack,
@@ -717,4 +758,527 @@ void reasm_stream_free(struct reasm_pool *pool, struct reasm_stream *s)
     s->segs = NULL;
     s->tail = NULL;
     s->tree = NULL;
+}
+
+/* --- the connection: what the receiving stack takes ---------------------------- */
+
+/*
+ * Each check below drops a segment only where the receiving Linux stack
+ * certainly drops it: dropping one it takes would hide its bytes from
+ * inspection. Where the receiver may take or drop it (sluice did not see
+ * everything the receiver saw), the segment is kept and its bytes are
+ * remembered as doubtful: another copy of them with different bytes, even
+ * once delivered, is an anomaly. References are to net/ipv4/tcp_input.c.
+ */
+
+/* Doubtful bytes kept per side; past this, a strict (inline) connection
+ * reports that it can no longer vouch for the stream. */
+#define REASM_DOUBT_MAX (64u * 1024u)
+/* tcp_paws_check: a timestamp at most this far behind ts_recent passes. */
+#define REASM_PAWS_WINDOW 1
+/* Largest window field, and scale (RFC 7323), a receiver can advertise. */
+#define REASM_WIN_MAX   65535u
+#define REASM_SCALE_MAX 14
+
+struct reasm_doubt {
+    struct reasm_doubt *next;
+    uint32_t seq;
+    size_t len;
+    uint8_t data[];
+};
+
+struct conn_op {
+    struct reasm_pool *pool;
+    struct reasm_conn *c;
+    const struct reasm_conn_sink *sink;
+    void *ctx;
+    int dir; /* the stream a reasm_sink call is about */
+};
+
+static int seq_after(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) > 0;
+}
+
+static void co_data(void *x, const uint8_t *p, size_t n)
+{
+    struct conn_op *o = x;
+    o->sink->data(o->ctx, o->dir, p, n);
+}
+
+static void co_gap(void *x, uint64_t n)
+{
+    struct conn_op *o = x;
+    o->sink->gap(o->ctx, o->dir, n);
+}
+
+static void co_end(void *x)
+{
+    struct conn_op *o = x;
+    o->sink->end(o->ctx, o->dir);
+}
+
+static const struct reasm_sink conn_sink = {co_data, co_gap, co_end};
+
+static void co_anomaly(struct conn_op *o, int dir, const char *why)
+{
+    o->pool->anomalies++;
+    if (o->sink->anomaly != NULL)
+        o->sink->anomaly(o->ctx, dir, why);
+}
+
+/* A segment for stream dir; *conflict: it overlapped held bytes that differ. */
+static void conn_stream(struct conn_op *o, int dir, uint32_t seq, uint8_t flags, const uint8_t *p,
+                        size_t n, int *conflict)
+{
+    struct conn_op d = *o;
+    d.dir = dir;
+    struct reasm_op op = {.pool = o->pool, .s = &o->c->s[dir], .sink = &conn_sink, .ctx = &d};
+    stream_segment(&op, seq, flags, p, n);
+    if (conflict != NULL)
+        *conflict = op.conflict;
+}
+
+static void conn_stream_flush(struct conn_op *o, int dir)
+{
+    struct conn_op d = *o;
+    d.dir = dir;
+    struct reasm_op op = {.pool = o->pool, .s = &o->c->s[dir], .sink = &conn_sink, .ctx = &d};
+    if (!op.s->ended)
+        stream_flush(&op);
+}
+
+static void conn_stream_ack(struct conn_op *o, int dir, uint32_t ack)
+{
+    struct conn_op d = *o;
+    d.dir = dir;
+    reasm_ack(o->pool, &o->c->s[dir], ack, &conn_sink, &d);
+}
+
+/* --- the header ----------------------------------------------------------------- */
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+void reasm_tcp_header(const uint8_t *h, size_t hdrlen, struct reasm_tcp *t)
+{
+    const uint8_t *p = h + 20;
+    size_t left = hdrlen - 20;
+    int md5_known = 0;
+
+    t->seq = rd32(h + 4);
+    t->ack = rd32(h + 8);
+    t->flags = h[13];
+    t->window = (uint16_t)(h[14] << 8 | h[15]);
+    t->urg_ptr = (uint16_t)(h[18] << 8 | h[19]);
+    t->has_ts = t->has_ws = t->has_md5 = t->has_ao = t->has_tfo = 0;
+    /* tcp_parse_options: a malformed option ends parsing, it does not
+     * drop the segment. */
+    while (left > 0) {
+        uint8_t kind = p[0];
+        if (kind == 0)
+            break;
+        if (kind == 1) {
+            p++;
+            left--;
+            continue;
+        }
+        if (left < 2 || p[1] < 2 || p[1] > left)
+            break;
+        uint8_t size = p[1];
+        if (kind == 3 && size == 3) {
+            t->has_ws = 1;
+            t->ws = p[2] > REASM_SCALE_MAX ? REASM_SCALE_MAX : p[2];
+        } else if (kind == 8 && size == 10) {
+            t->has_ts = 1;
+            t->tsval = rd32(p + 2);
+            t->tsecr = rd32(p + 4 + 2);
+        } else if (kind == 19 && !md5_known) {
+            /* tcp_parse_md5sig_option: the first one counts */
+            md5_known = 1;
+            t->has_md5 = size == 18;
+        } else if (kind == 29) {
+            t->has_ao = 1;
+        } else if (kind == 34 || (kind == 254 && size >= 4 && p[2] == 0xf9 && p[3] == 0x89)) {
+            t->has_tfo = 1;
+        }
+        p += size;
+        left -= size;
+    }
+}
+
+/* --- doubtful bytes --------------------------------------------------------------- */
+
+/* 1 if some remembered doubtful bytes of me differ from this copy. */
+static int doubt_differs(const struct reasm_side *me, const struct reasm_tcp *t)
+{
+    for (const struct reasm_doubt *d = me->doubt; d != NULL; d = d->next) {
+        int64_t at = (int32_t)(d->seq - t->seq); /* d's start, in t's payload */
+        int64_t lo = at > 0 ? at : 0;
+        int64_t hi = at + (int64_t)d->len;
+        if (hi > (int64_t)t->len)
+            hi = (int64_t)t->len;
+        if (lo < hi && memcmp(t->payload + lo, d->data + (lo - at), (size_t)(hi - lo)) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void doubt_keep(struct conn_op *o, struct reasm_side *me, int dir, const struct reasm_tcp *t)
+{
+    if (me->doubt_full)
+        return;
+    struct reasm_doubt *d = NULL;
+    if (me->doubt_bytes + t->len <= REASM_DOUBT_MAX)
+        d = malloc(sizeof(*d) + t->len);
+    if (d == NULL) {
+        me->doubt_full = 1;
+        /* A capture may simply miss what would settle it: only inline
+         * does an unsettled stream stop being vouched for. */
+        if (!o->c->passive)
+            co_anomaly(o, dir, "too many segments the receiver may have dropped");
+        return;
+    }
+    d->seq = t->seq;
+    d->len = t->len;
+    memcpy(d->data, t->payload, t->len);
+    d->next = me->doubt;
+    me->doubt = d;
+    me->doubt_bytes += t->len;
+}
+
+/* --- the checks ------------------------------------------------------------------- */
+
+static int handshake_seen(const struct reasm_side *me, const struct reasm_side *peer)
+{
+    return (me->syn || me->synack) && (peer->syn || peer->synack);
+}
+
+/* tcp_v4_rcv: a wrong checksum is dropped. A capture taken on the sending
+ * host shows the sender's checksums unfinished (offload): a side none of
+ * whose packets had a right checksum yet is taken to be such a side. */
+static int check_csum(struct conn_op *o, struct reasm_side *me, const struct reasm_tcp *t)
+{
+    if (t->csum == REASM_CSUM_GOOD)
+        me->csum_good = 1;
+    if (t->csum != REASM_CSUM_BAD)
+        return 1;
+    return o->c->passive && !me->csum_good;
+}
+
+/* tcp_inbound_hash: a TCP-MD5 option the receiver has no key for, or none
+ * where it has one, is dropped; both SYNs carry it when both ends have
+ * keys. A hash cannot be verified here, and TCP-AO depends on the
+ * receiver's kernel: doubtful. */
+static int check_auth(const struct reasm_side *me, const struct reasm_side *peer,
+                      const struct reasm_tcp *t, int *doubt)
+{
+    if (t->has_md5 && t->has_ao)
+        return 0;
+    if (handshake_seen(me, peer)) {
+        int keyed = me->syn_md5 && peer->syn_md5;
+        if (t->has_md5 != keyed)
+            return 0;
+        if (keyed)
+            *doubt = 1;
+    } else if (t->has_md5) {
+        *doubt = 1;
+    }
+    if (t->has_ao)
+        *doubt = 1;
+    return 1;
+}
+
+/* Data before the handshake: a client in SYN-SENT drops everything but the
+ * SYN-ACK (tcp_rcv_synsent_state_process), and a server cannot take data
+ * acknowledging a SYN-ACK it has not sent (tcp_check_req). A capture may
+ * hold one direction only, so there it is doubtful. */
+static int check_handshake(const struct conn_op *o, const struct reasm_side *me,
+                           const struct reasm_side *peer, int *doubt)
+{
+    if (peer->syn && !me->synack && !o->c->s[o->dir].started)
+        return 0;
+    if (me->syn && !peer->synack) {
+        if (!o->c->passive)
+            return 0;
+        *doubt = 1;
+    }
+    return 1;
+}
+
+/* tcp_ack: an ack of data the receiver never sent drops the segment. What
+ * it sent is known up to what sluice saw of it, and it cannot have sent
+ * past the window it was given. Inline, a sender cannot have received what
+ * has not passed sluice: an ack past it is no honest sender's, and what the
+ * receiver did with it (dropped, unless its reply is still on its way) is
+ * reported. A capture may just have missed the receiver's packets. */
+static int check_ack(struct conn_op *o, const struct reasm_side *me, const struct reasm_side *peer,
+                     const struct reasm_tcp *t, int *doubt)
+{
+    if (!peer->sent || !seq_after(t->ack, peer->snd_end))
+        return 1;
+    if (o->c->passive) {
+        *doubt = 1;
+        return 1;
+    }
+    uint32_t most = peer->snd_end;
+    if (me->advertised && seq_after(me->adv_edge, most))
+        most = me->adv_edge;
+    if (!seq_after(t->ack, most + 1) && (t->len > 0 || (t->flags & REASM_FIN)))
+        co_anomaly(o, o->dir, "acknowledgement of data not sent");
+    return 0;
+}
+
+/* tcp_paws_discard: with timestamps on, a TSval older than the receiver's
+ * ts_recent is dropped. The receiver echoes ts_recent in its TSecr, and
+ * ts_recent only grows: the highest echo is a floor. */
+static int check_paws(const struct reasm_side *me, const struct reasm_side *peer,
+                      const struct reasm_tcp *t, int *doubt)
+{
+    if (!me->syn_ts || !peer->syn_ts || !t->has_ts)
+        return 1;
+    if (peer->echoed && (int32_t)(peer->tsecr - t->tsval) > REASM_PAWS_WINDOW)
+        return 0;
+    /* older than one the receiver may have stored by now */
+    if (me->ts_seen && (int32_t)(me->ts_hi - t->tsval) > REASM_PAWS_WINDOW)
+        *doubt = 1;
+    return 1;
+}
+
+static uint32_t stream_top(const struct reasm_stream *s)
+{
+    uint64_t top = s->tail != NULL ? seg_end(s->tail) : s->delivered;
+    return s->next_seq + (uint32_t)(top - s->delivered);
+}
+
+/* tcp_sequence / tcp_data_queue: data at or past the right edge of the
+ * receive window is dropped. The edge sluice saw advertised is a floor of
+ * the receiver's (a window update may be on its way); the largest window it
+ * could advertise bounds it. */
+static int check_window(const struct conn_op *o, const struct reasm_side *me,
+                        const struct reasm_side *peer, const struct reasm_tcp *t, int *doubt)
+{
+    const struct reasm_stream *s = &o->c->s[o->dir];
+
+    if (!s->started || t->len == 0)
+        return 1;
+    unsigned scale = REASM_SCALE_MAX;
+    if (handshake_seen(me, peer))
+        scale = me->syn_ws && peer->syn_ws ? peer->ws : 0;
+    uint32_t top = stream_top(s);
+    if (seq_after(t->seq, top) && seq_after(t->seq, top + (REASM_WIN_MAX << scale)))
+        return 0;
+    if (peer->advertised && !seq_after(peer->adv_edge, t->seq))
+        *doubt = 1;
+    return 1;
+}
+
+/* What the sender's accepted segment tells about it. */
+static void side_learn(const struct reasm_side *peer, struct reasm_side *me,
+                       const struct reasm_tcp *t)
+{
+    uint32_t end = t->seq + (uint32_t)t->len + !!(t->flags & REASM_FIN) + !!(t->flags & REASM_SYN);
+
+    if (!me->sent || seq_after(end, me->snd_end))
+        me->snd_end = end;
+    me->sent = 1;
+    if (t->has_ts && (!me->ts_seen || (int32_t)(t->tsval - me->ts_hi) > 0)) {
+        me->ts_hi = t->tsval;
+        me->ts_seen = 1;
+    }
+    if (!(t->flags & REASM_ACK))
+        return;
+    /* A window is scaled once both SYNs asked for it, never in a SYN; with
+     * the handshake unseen, the scale is unknown and the edge too. */
+    if (t->flags & REASM_SYN || handshake_seen(me, peer)) {
+        unsigned scale = !(t->flags & REASM_SYN) && me->syn_ws && peer->syn_ws ? me->ws : 0;
+        uint32_t edge = t->ack + ((uint32_t)t->window << scale);
+        if (!me->advertised || seq_after(edge, me->adv_edge))
+            me->adv_edge = edge;
+        me->advertised = 1;
+    }
+    if (t->has_ts && (!me->echoed || (int32_t)(t->tsecr - me->tsecr) > 0)) {
+        me->tsecr = t->tsecr;
+        me->echoed = 1;
+    }
+}
+
+/* --- the segments ----------------------------------------------------------------- */
+
+/* RFC 5961 as tcp_validate_incoming applies it: a RST resets only at
+ * rcv_nxt (or rcv_nxt - 1 after a FIN, or at the end of the highest SACK
+ * block); elsewhere in the window it only draws a challenge ACK. */
+static void take_conn_rst(struct conn_op *o, struct reasm_side *me, const struct reasm_tcp *t)
+{
+    const struct reasm_stream *s = &o->c->s[o->dir];
+    int exact = !s->started || t->seq == s->next_seq ||
+                (s->fin_seen && (t->seq == s->fin_seq || t->seq == s->fin_seq + 1)) ||
+                (s->tail != NULL && t->seq == stream_top(s));
+
+    if (!exact) {
+        o->pool->rst_ignored++;
+        return;
+    }
+    me->reset = 1;
+    conn_stream_flush(o, o->dir);
+    conn_stream_flush(o, !o->dir);
+}
+
+/* A SYN starts its side. Its data waits for the SYN-ACK: a server takes it
+ * only with TCP Fast Open, and then acknowledges it. A SYN-ACK's data is
+ * not queued by a Linux client. A SYN on a started side is a retransmission
+ * (its data was decided with the first) or another connection. */
+static void take_conn_syn(struct conn_op *o, struct reasm_side *me, struct reasm_side *peer,
+                          const struct reasm_tcp *t)
+{
+    struct reasm_stream *s = &o->c->s[o->dir];
+    int synack = (t->flags & REASM_ACK) != 0;
+
+    if (me->syn || me->synack || s->started) {
+        if (t->seq != (me->syn || me->synack ? me->isn : s->isn))
+            o->pool->invalid++;
+        if (t->len > 0)
+            o->pool->dropped++;
+        return;
+    }
+    me->isn = t->seq;
+    me->syn = !synack;
+    me->synack = (uint8_t)synack;
+    me->syn_ts = t->has_ts;
+    me->syn_ws = t->has_ws;
+    me->ws = t->has_ws ? t->ws : 0;
+    me->syn_md5 = t->has_md5;
+    conn_stream(o, o->dir, t->seq, REASM_SYN, NULL, 0, NULL);
+    side_learn(peer, me, t);
+    if (t->len > 0 && !synack) {
+        me->syn_data = malloc(t->len);
+        if (me->syn_data != NULL) {
+            memcpy(me->syn_data, t->payload, t->len);
+            me->syn_len = t->len;
+        } else {
+            co_anomaly(o, o->dir, "data in a SYN not kept");
+        }
+    } else if (t->len > 0) {
+        o->pool->dropped++;
+    }
+    if (synack && peer->syn_data != NULL) {
+        if (t->ack == peer->isn + 1 + (uint32_t)peer->syn_len)
+            conn_stream(o, !o->dir, peer->isn + 1, REASM_ACK, peer->syn_data, peer->syn_len, NULL);
+        else
+            o->pool->dropped++;
+        free(peer->syn_data);
+        peer->syn_data = NULL;
+        peer->syn_len = 0;
+    }
+}
+
+/* tcp_check_urg: the byte at seq + urg_ptr - 1 is urgent unless already
+ * received; a newer pointer replaces an older one. Whether the receiving
+ * program reads it in line (SO_OOBINLINE) is unknown: the stream leaves it
+ * out, as by default, and the ambiguity is reported. */
+static void take_conn_urg(struct conn_op *o, const struct reasm_tcp *t)
+{
+    struct reasm_stream *s = &o->c->s[o->dir];
+
+    if (!(t->flags & REASM_URG) || !s->started)
+        return;
+    uint32_t ptr = t->seq + t->urg_ptr - (t->urg_ptr ? 1 : 0);
+    uint32_t rel = ptr - s->next_seq;
+    if (rel >= REASM_WINDOW)
+        return; /* already received */
+    if (s->urg && s->urg_off >= s->delivered + rel)
+        return;
+    s->urg = 1;
+    s->urg_off = s->delivered + rel;
+    co_anomaly(o, o->dir, "urgent data");
+}
+
+static void take_conn_data(struct conn_op *o, struct reasm_side *me, const struct reasm_tcp *t,
+                           int doubt)
+{
+    int conflict = 0;
+
+    if (t->len > 0 && me->doubt != NULL && doubt_differs(me, t))
+        conflict = 1;
+    if (t->len > 0 || (t->flags & REASM_FIN)) {
+        int held = 0;
+        conn_stream(o, o->dir, t->seq, t->flags & (REASM_FIN | REASM_ACK), t->payload, t->len,
+                    &held);
+        conflict |= held;
+    }
+    if (conflict)
+        co_anomaly(o, o->dir, "overlapping segment with different data");
+    if (doubt && t->len > 0)
+        doubt_keep(o, me, o->dir, t);
+}
+
+void reasm_conn_init(struct reasm_conn *c, int passive)
+{
+    memset(c, 0, sizeof(*c));
+    c->passive = (uint8_t)(passive != 0);
+}
+
+void reasm_conn_segment(struct reasm_pool *pool, struct reasm_conn *c, int dir,
+                        const struct reasm_tcp *t, const struct reasm_conn_sink *sink, void *ctx)
+{
+    struct conn_op o = {.pool = pool, .c = c, .sink = sink, .ctx = ctx, .dir = dir};
+    struct reasm_side *me = &c->side[dir], *peer = &c->side[!dir];
+    int doubt = 0;
+
+    if (t->len > REASM_WINDOW || !check_csum(&o, me, t) || !check_auth(me, peer, t, &doubt))
+        goto drop;
+    if (t->flags & REASM_RST) {
+        take_conn_rst(&o, me, t);
+        return;
+    }
+    if (t->flags & REASM_SYN) {
+        take_conn_syn(&o, me, peer, t);
+        return;
+    }
+    /* tcp_rcv_established and tcp_rcv_state_process drop a segment without
+     * ACK; RST and SYN aside. */
+    if (!(t->flags & REASM_ACK) || !check_handshake(&o, me, peer, &doubt) ||
+        !check_ack(&o, me, peer, t, &doubt) || !check_paws(me, peer, t, &doubt) ||
+        !check_window(&o, me, peer, t, &doubt))
+        goto drop;
+    side_learn(peer, me, t);
+    if (me->reset) {
+        /* the side that reset goes on: the receiver may not have taken the RST */
+        if (t->len > 0)
+            co_anomaly(&o, dir, "data after reset");
+        return;
+    }
+    take_conn_urg(&o, t);
+    take_conn_data(&o, me, t, doubt);
+    if (c->passive && !c->s[!dir].ended)
+        conn_stream_ack(&o, !dir, t->ack);
+    return;
+drop:
+    if (t->len > 0 || (t->flags & (REASM_FIN | REASM_RST | REASM_SYN)))
+        pool->dropped++;
+}
+
+void reasm_conn_flush(struct reasm_pool *pool, struct reasm_conn *c, int dir,
+                      const struct reasm_conn_sink *sink, void *ctx)
+{
+    struct conn_op o = {.pool = pool, .c = c, .sink = sink, .ctx = ctx, .dir = dir};
+    conn_stream_flush(&o, dir);
+}
+
+void reasm_conn_free(struct reasm_pool *pool, struct reasm_conn *c)
+{
+    for (int d = 0; d < 2; d++) {
+        struct reasm_side *side = &c->side[d];
+        reasm_stream_free(pool, &c->s[d]);
+        free(side->syn_data);
+        side->syn_data = NULL;
+        while (side->doubt != NULL) {
+            struct reasm_doubt *next = side->doubt->next;
+            free(side->doubt);
+            side->doubt = next;
+        }
+        side->doubt_bytes = 0;
+    }
 }

@@ -681,7 +681,7 @@ static void tls_refused(void *ctx, const struct tls_proxy_peer *peer, const char
     meta_from(&m, peer->client, peer->server);
     m.flow_id = ((uint64_t)(128 + peer->worker) << 40) | ++w->next_id;
     snprintf(sig, sizeof(sig), "TLS upstream refused: %s", why);
-    struct dpi_alert_facts a = {sig, "tls-upstream", 2, RULES_ACTION_BLOCK, "tls"};
+    struct dpi_alert_facts a = {sig, "tls-upstream", 2, RULES_ACTION_BLOCK, "tls", NULL};
     struct dpi_tls_facts facts = {
         .sni = peer->sni,
         .version = dpi_tls_version_name((uint16_t)peer->version, version, sizeof(version))};
@@ -1169,6 +1169,43 @@ static void judge_alert(struct daemon *d, const struct dpi_event *ev, const stru
 
 /* --- control socket -------------------------------------------------------------- */
 
+/* The paths container traffic can take and whether sluice's rules queue
+ * each: nothing is left out of inspection without saying so. */
+static void paths_json(struct json *r)
+{
+    struct nfq_hook_path paths[2 * NFQ_PATHS];
+    size_t n = nfq_hooks_paths(paths, 2 * NFQ_PATHS);
+
+    json_array_begin(r, "paths");
+    for (size_t i = 0; i < n; i++) {
+        char state[sizeof(paths[i].why) + 32];
+        snprintf(state, sizeof(state), "%s%s",
+                 paths[i].inspected ? "inspected" : "not inspected: ", paths[i].why);
+        json_object_begin(r, NULL);
+        json_string(r, "path", paths[i].name);
+        json_string(r, "family", paths[i].family == 4 ? "ipv4" : "ipv6");
+        json_string(r, "hook", paths[i].hook);
+        json_string(r, "state", state);
+        json_object_end(r);
+    }
+    json_array_end(r);
+}
+
+static void paths_log(void)
+{
+    struct nfq_hook_path paths[2 * NFQ_PATHS];
+    size_t n = nfq_hooks_paths(paths, 2 * NFQ_PATHS);
+
+    for (size_t i = 0; i < n; i++) {
+        if (paths[i].inspected)
+            log_info("path %s, IPv%d: inspected (%s)", paths[i].name, paths[i].family,
+                     paths[i].hook);
+        else
+            log_warnx("path %s, IPv%d: not inspected: %s", paths[i].name, paths[i].family,
+                      paths[i].why);
+    }
+}
+
 static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
 {
     struct daemon *d = ctx;
@@ -1206,6 +1243,7 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
         json_object_end(r);
     }
     json_array_end(r);
+    paths_json(r);
     if (d->tls) {
         struct tls_proxy_stats ts;
         tls_proxy_stats(d->tls, &ts);
@@ -1642,8 +1680,7 @@ int sl_daemon_run(const char *config, int foreground)
         status = 1;
         goto out;
     }
-    if (hk > 0)
-        log_warnx("%s", err);
+    paths_log(); /* each path, hooked or why not (hk > 0: some IPv6 path) */
     if (hc.host)
         sync_container_cgroups();
     /* Isolation: the state survives restarts; its rules are made again. */

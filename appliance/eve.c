@@ -165,6 +165,8 @@ static void format_alert(struct json *j, const struct dpi_alert_facts *a, enum e
     json_string(j, "category", a->category);
     json_uint(j, "severity", (uint64_t)a->severity);
     json_string(j, "source", a->source);
+    if (a->member)
+        json_string(j, "member", a->member);
     json_object_end(j);
 }
 

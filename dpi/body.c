@@ -1,17 +1,18 @@
 /*
- * HTTP bodies: content decoding (gzip, deflate), SHA-256, and the bytes kept
- * for the YARA scan.
+ * HTTP bodies: transfer and content decoding (codings.c), SHA-256, and the
+ * bytes kept for the YARA scan.
  *
  * What is hashed and scanned is what the receiving application ends up with
- * (the decoded body), so an EICAR file sent gzip-encoded and chunked is found
- * like a plain one, and the reported SHA-256 is the file's own.
+ * (the decoded body), so an EICAR file sent br-encoded inside gzip and
+ * chunked is found like a plain one, and the reported SHA-256 is the file's
+ * own. What cannot be decoded (an unknown coding, corrupt data, a
+ * decompression bomb) is an anomaly for the flow (b->anomaly); what follows
+ * it is scanned as received.
  *
- * Bounded: only the first policy.limits.body bytes are kept (the "cut"), and
- * the body buffers of all flows of an engine together stay under
- * policy.limits.bodies_total. Identity bodies are hashed to their end whatever
- * their size (hashing is cheap and the digest is the file's); compressed
- * bodies are not decoded past the body limit, so a small compressed bomb
- * cannot make the engine inflate gigabytes.
+ * Bounded: a body is kept for the scan in windows of policy.limits.body
+ * bytes, the whole body when it fits in one; the body buffers of all flows
+ * of an engine together stay under policy.limits.bodies_total. Decoding is
+ * bounded by limits.decoded and limits.decoded_ratio (codings.c).
  */
 #include "dpi_internal.h"
 
@@ -20,47 +21,15 @@
 #include <string.h>
 #include <strings.h>
 
-static enum body_coding parse_coding(const char *ce, const char **problem)
+void body_begin(struct dpi_engine *e, struct dpi_body *b, const char *content_encoding,
+                const char *transfer_coding, int chunked)
 {
-    char token[32];
-    enum body_coding coding = BODY_IDENTITY;
-    const char *p = ce;
+    const struct rules_policy *p = e->policy;
+    struct codings_limits lim = {p->limits.decoded, p->limits.decoded_ratio, p->limits.body};
 
-    if (ce == NULL)
-        return BODY_IDENTITY;
-    /* A list of codings applied in order; one real coding is supported. */
-    while (*p) {
-        size_t n = 0;
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        while (*p && *p != ',' && *p != ' ' && *p != '\t') {
-            if (n + 1 < sizeof(token))
-                token[n++] = *p;
-            p++;
-        }
-        token[n] = '\0';
-        if (n == 0 || strcasecmp(token, "identity") == 0)
-            continue;
-        enum body_coding c = BODY_UNSUPPORTED;
-        if (strcasecmp(token, "gzip") == 0 || strcasecmp(token, "x-gzip") == 0)
-            c = BODY_GZIP;
-        else if (strcasecmp(token, "deflate") == 0)
-            c = BODY_DEFLATE;
-        if (coding != BODY_IDENTITY || c == BODY_UNSUPPORTED) {
-            *problem = "unsupported content-encoding: scanned as received";
-            return BODY_UNSUPPORTED;
-        }
-        coding = c;
-    }
-    return coding;
-}
-
-void body_begin(struct dpi_engine *e, struct dpi_body *b, const char *content_encoding, int chunked)
-{
     memset(b, 0, sizeof(*b));
-    b->coding = parse_coding(content_encoding, &b->problem);
     b->chunked = chunked;
-    sl_buf_init(&b->keep, e->policy->limits.body);
+    sl_buf_init(&b->keep, p->limits.body);
     b->sha = EVP_MD_CTX_new();
     if (b->sha && EVP_DigestInit_ex(b->sha, EVP_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(b->sha);
@@ -68,6 +37,20 @@ void body_begin(struct dpi_engine *e, struct dpi_body *b, const char *content_en
     }
     if (b->sha == NULL)
         b->problem = "cannot hash: out of memory";
+    /* curl undoes the transfer codings first, then the content codings,
+     * whatever the order of the headers: the content codings were applied
+     * first. */
+    b->codings = codings_new(&lim);
+    if (b->codings == NULL) {
+        b->anomaly = b->problem = "cannot decode the body: out of memory";
+    } else if ((content_encoding && codings_add(b->codings, content_encoding, 0) != 0) ||
+               (transfer_coding && codings_add(b->codings, transfer_coding, 1) != 0)) {
+        /* What cannot be decoded is scanned as received. */
+        b->anomaly = b->problem = codings_problem(b->codings);
+        b->raw = 1;
+    }
+    snprintf(b->encoding, sizeof(b->encoding), "%s%s%s", content_encoding ? content_encoding : "",
+             content_encoding && transfer_coding ? ", " : "", transfer_coding ? transfer_coding : "");
     e->stats.bodies++;
 }
 
@@ -116,120 +99,42 @@ static void keep_bytes(struct dpi_engine *e, struct dpi_body *b, const uint8_t *
     }
 }
 
-static int take_decoded(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n)
+static void take_decoded(void *ctx, const uint8_t *p, size_t n)
 {
+    struct dpi_body *b = ctx;
+
     b->size += n;
     if (b->sha)
         EVP_DigestUpdate(b->sha, p, n);
-    keep_bytes(e, b, p, n);
-    return 0;
+    keep_bytes(b->engine, b, p, n);
 }
 
-/* The decoder failed: what follows is kept as received so the scan still
- * sees it (a client may be more lenient than zlib). */
-static int decode_failed(struct dpi_engine *e, struct dpi_body *b, const char *why,
-                         const uint8_t *rest, size_t n)
+void body_feed(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n)
 {
-    b->problem = why;
-    b->coding = BODY_UNSUPPORTED;
-    if (b->z_ready) {
-        inflateEnd(&b->z);
-        b->z_ready = 0;
-    }
-    return take_decoded(e, b, rest, n);
-}
-
-static int inflate_start(struct dpi_body *b)
-{
-    int wbits = MAX_WBITS + 16; /* gzip */
-    if (b->coding == BODY_DEFLATE) {
-        /* "deflate" should be zlib-wrapped (RFC 9110) but many servers send
-         * raw deflate; the zlib header check tells them apart. */
-        unsigned h = ((unsigned)b->first[0] << 8) | b->first[1];
-        wbits = ((b->first[0] & 0x0f) == 8 && h % 31 == 0) ? MAX_WBITS : -MAX_WBITS;
-    }
-    memset(&b->z, 0, sizeof(b->z));
-    if (inflateInit2(&b->z, wbits) != Z_OK)
-        return -1;
-    b->z_ready = 1;
-    return 0;
-}
-
-static int inflate_bytes(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n)
-{
-    uint8_t out[16384];
-    int full = 0;
-
-    b->z.next_in = (Bytef *)p;
-    b->z.avail_in = (uInt)n;
-    while (b->z.avail_in > 0 && !b->z_done) {
-        b->z.next_out = out;
-        b->z.avail_out = sizeof(out);
-        int rc = inflate(&b->z, Z_NO_FLUSH);
-        size_t produced = sizeof(out) - b->z.avail_out;
-        if (produced)
-            full |= take_decoded(e, b, out, produced);
-        if (rc == Z_STREAM_END) {
-            /* Concatenated gzip members decode as one body. */
-            if (b->coding == BODY_GZIP && b->z.avail_in > 0 && b->z.next_in[0] == 0x1f) {
-                inflateReset(&b->z);
-                continue;
-            }
-            b->z_done = 1;
-        } else if (rc == Z_BUF_ERROR && produced == 0) {
-            break; /* needs more input */
-        } else if (rc != Z_OK) {
-            const char *why = b->coding == BODY_GZIP
-                                  ? "gzip data error: rest scanned as received"
-                                  : "deflate data error: rest scanned as received";
-            return full | decode_failed(e, b, why, b->z.next_in, b->z.avail_in);
-        }
-    }
-    return full;
-}
-
-int body_feed(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n)
-{
-    int full = 0;
-
     b->wire += n;
-    if (b->coding == BODY_IDENTITY || b->coding == BODY_UNSUPPORTED)
-        return take_decoded(e, b, p, n);
-    if (b->z_done)
-        return 0; /* trailing bytes after the compressed stream */
-    if (!b->z_ready) {
-        /* Two bytes decide the deflate flavour; hold them until they are here. */
-        while (b->first_len < sizeof(b->first) && n > 0) {
-            b->first[b->first_len++] = *p++;
-            n--;
-        }
-        if (b->first_len < sizeof(b->first))
-            return 0;
-        if (inflate_start(b) != 0)
-            full = decode_failed(e, b, "cannot start the decoder: scanned as received", b->first,
-                                 b->first_len);
-        else
-            full = inflate_bytes(e, b, b->first, b->first_len);
+    b->engine = e;
+    if (b->raw || b->codings == NULL || codings_count(b->codings) == 0) {
+        take_decoded(b, p, n);
+        return;
     }
-    if (n == 0)
-        return full;
-    if (b->coding == BODY_UNSUPPORTED)
-        return full | take_decoded(e, b, p, n);
-    return full | inflate_bytes(e, b, p, n);
+    if (codings_feed(b->codings, p, n, take_decoded, b) != 0) {
+        /* The receiver's decoder fails here too; what it decoded so far,
+         * sluice scans, and from here on the bytes as received. */
+        if (b->anomaly == NULL)
+            b->anomaly = b->problem = codings_problem(b->codings);
+        b->raw = 1;
+        take_decoded(b, p, n);
+    }
 }
 
 void body_finish(struct dpi_engine *e, struct dpi_body *b, enum dpi_body_state state,
                  struct dpi_body_facts *facts)
 {
+    (void)e;
     memset(facts, 0, sizeof(*facts));
-    if (b->coding != BODY_IDENTITY && b->coding != BODY_UNSUPPORTED && !b->z_ready &&
-        b->first_len > 0) {
-        /* Shorter than any compressed stream: keep it as received. */
-        decode_failed(e, b, "compressed body too short: scanned as received", b->first,
-                      b->first_len);
-    }
-    if (b->z_ready && !b->z_done && state == DPI_BODY_COMPLETE && b->problem == NULL)
-        b->problem = "compressed stream ended early";
+    if (state == DPI_BODY_COMPLETE && !b->raw && b->codings && b->anomaly == NULL &&
+        codings_finish(b->codings) != 0)
+        b->anomaly = b->problem = codings_problem(b->codings);
     if (b->sha) {
         unsigned char md[32];
         unsigned len = 0;
@@ -242,9 +147,7 @@ void body_finish(struct dpi_engine *e, struct dpi_body *b, enum dpi_body_state s
     }
     facts->size = b->size;
     facts->chunked = b->chunked;
-    facts->encoding = b->coding == BODY_GZIP      ? "gzip"
-                      : b->coding == BODY_DEFLATE ? "deflate"
-                                                  : NULL;
+    facts->encoding = b->encoding[0] ? b->encoding : NULL;
     facts->state = b->cut && state == DPI_BODY_COMPLETE ? DPI_BODY_CUT : state;
     facts->problem = b->problem;
 }
@@ -262,8 +165,6 @@ void body_release(struct dpi_engine *e, struct dpi_body *b)
         EVP_MD_CTX_free(b->sha);
         b->sha = NULL;
     }
-    if (b->z_ready) {
-        inflateEnd(&b->z);
-        b->z_ready = 0;
-    }
+    codings_free(b->codings);
+    b->codings = NULL;
 }

@@ -88,6 +88,8 @@ struct dpi_tls_facts {
     int intercepted; /* decrypted by sluice's TLS proxy */
 };
 
+#define DPI_REASON_MAX 320
+
 /* Something the engine cannot read with certainty: bytes a receiver may
  * read otherwise than sluice does, or cannot be decoded by sluice at all. */
 struct dpi_anomaly_facts {
@@ -103,6 +105,7 @@ struct dpi_alert_facts {
     int severity;
     enum rules_action action; /* what the policy asks for */
     const char *source;       /* "yara", "ndpi" */
+    const char *member;       /* what matched inside the body ("zip:a/b.exe"), or NULL */
 };
 
 /* nDPI risk bit → its name as ndpiReader prints it ("Known Protocol on Non

@@ -6,9 +6,9 @@
 
 #include <ndpi_api.h>
 #include <openssl/evp.h>
-#include <zlib.h>
 
 #include "dpi.h"
+#include "codings.h"
 #include "http.h"
 #include "join.h"
 #include "sl_buf.h"
@@ -30,43 +30,42 @@ struct dpi_engine {
 
 /* --- bodies (body.c) ------------------------------------------------------ */
 
-enum body_coding { BODY_IDENTITY = 0, BODY_GZIP, BODY_DEFLATE, BODY_UNSUPPORTED };
-
 /* Called with each full window of a body longer than the policy's body
  * limit, before the window moves on. */
 typedef void (*body_window_fn)(void *ctx, const uint8_t *p, size_t n);
 
-/* One HTTP body on its way to YARA: content-decoded, hashed, kept up to the
+/* One HTTP body on its way to YARA: decoded, hashed, kept up to the
  * policy's body limit; longer ones pass in windows of that size. */
 struct dpi_body {
-    enum body_coding coding;
+    struct dpi_engine *engine;
+    struct codings *codings; /* the transfer and content codings to undo */
+    int raw;                 /* the codings cannot be undone: kept as received */
+    char encoding[64];       /* the codings, as the headers said, for events */
     int chunked;
-    z_stream z;
-    int z_ready;         /* inflateInit2 done */
-    int z_raw_retry;     /* deflate sent without the zlib header: retried raw */
-    int z_done;          /* stream end reached; later bytes ignored */
-    EVP_MD_CTX *sha;     /* NULL once hashing stopped */
-    struct sl_buf keep;  /* bytes for the scan */
-    uint64_t size;       /* decoded bytes seen */
-    uint64_t wire;       /* transfer-decoded bytes received */
-    int cut;             /* longer than one window */
-    uint64_t windows;    /* full windows handed to window() so far */
+    EVP_MD_CTX *sha;       /* NULL once hashing stopped */
+    struct sl_buf keep;    /* bytes for the scan: the body, or its current window */
+    uint64_t size;         /* decoded bytes seen */
+    uint64_t wire;         /* transfer-decoded bytes received */
+    int cut;               /* longer than one window */
+    uint64_t windows;      /* full windows handed to window() so far */
     uint64_t window_start; /* offset of keep.data[0] in the decoded body */
-    int unread;          /* out of memory: the rest of the body is not inspected */
+    int unread;            /* out of memory: the rest of the body is not inspected */
     body_window_fn window;
     void *window_ctx;
-    int scanned;         /* the scan ran (at the cut or at the end) */
-    size_t streamed;     /* kept bytes already seen by scans while arriving */
-    const char *problem; /* first problem met, or NULL */
-    uint8_t first[2];    /* first bytes of a compressed body: they tell raw deflate */
-    size_t first_len;
+    int scanned;           /* the scan at the end ran */
+    size_t streamed;       /* kept bytes already seen by scans while arriving */
+    const char *problem;   /* first problem met, or NULL */
+    const char *anomaly;   /* what cannot be read with certainty, or NULL */
+    int anomaly_raised;
 };
 
+/* content_encoding: every Content-Encoding value, joined by ", ";
+ * transfer_coding: the transfer codings other than chunked (NULL: none). */
 void body_begin(struct dpi_engine *e, struct dpi_body *b, const char *content_encoding,
-                int chunked);
-/* Adds transfer-decoded bytes; full windows go to b->window (set it after
- * body_begin). Returns 0. */
-int body_feed(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n);
+                const char *transfer_coding, int chunked);
+/* Adds transfer-decoded (de-chunked) bytes; full windows go to b->window
+ * (set it after body_begin). */
+void body_feed(struct dpi_engine *e, struct dpi_body *b, const uint8_t *p, size_t n);
 /* Finishes hashing; fills facts (sha256, size, state). */
 void body_finish(struct dpi_engine *e, struct dpi_body *b, enum dpi_body_state state,
                  struct dpi_body_facts *facts);

@@ -12,6 +12,7 @@
  * that completed them returns: the caller holds that packet until then.
  */
 #include "dpi_internal.h"
+#include "extract.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -196,12 +197,13 @@ static void ndpi_alerts(struct dpi_flow *f)
         hits &= ~(1ULL << bit);
         snprintf(sig, sizeof(sig), "nDPI risk: %s", dpi_risk_name(bit));
         struct dpi_alert_facts a = {sig, "ndpi-risk", dpi_risk_severity(bit),
-                                    e->policy->ndpi.action, "ndpi"};
+                                    e->policy->ndpi.action, "ndpi", NULL};
         raise_alert(f, &a, NULL, NULL);
     }
     if (f->proto.category < 256 && e->alert_category[f->proto.category]) {
         snprintf(sig, sizeof(sig), "nDPI category: %s", f->ndpi.category);
-        struct dpi_alert_facts a = {sig, "ndpi-category", 2, e->policy->ndpi.action, "ndpi"};
+        struct dpi_alert_facts a = {sig, "ndpi-category", 2, e->policy->ndpi.action, "ndpi",
+                                    NULL};
         raise_alert(f, &a, NULL, NULL);
     }
 }
@@ -405,7 +407,7 @@ static uint64_t rule_key(const struct rules_match *r)
 /* Alerts for the matches of one scan, once per rule and body; with
  * certain_only, only for rules that a match on a piece proves. */
 static void body_alerts(struct dpi_flow *f, struct http_msg *m, const struct rules_match *matches,
-                        int n, struct dpi_body_facts *bf, int certain_only)
+                        int n, struct dpi_body_facts *bf, int certain_only, const char *member)
 {
     struct dpi_http_facts hf;
 
@@ -422,7 +424,7 @@ static void body_alerts(struct dpi_flow *f, struct http_msg *m, const struct rul
         if (m->nalerted < RULES_MAX_MATCHES)
             m->alerted[m->nalerted++] = key;
         struct dpi_alert_facts a = {matches[i].rule, matches[i].category, matches[i].severity,
-                                    f->e->policy->yara.action, "yara"};
+                                    f->e->policy->yara.action, "yara", member};
         raise_alert(f, &a, &hf, bf);
     }
 }
@@ -462,7 +464,7 @@ static void scan_kept(struct dpi_flow *f, struct http_msg *m, struct dpi_body_fa
             bf->problem = m->problem;
         return;
     }
-    body_alerts(f, m, matches, n, bf, 0);
+    body_alerts(f, m, matches, n, bf, 0, NULL);
 }
 
 /* A body longer than the body limit: each full window is scanned as a file
@@ -482,7 +484,7 @@ static void on_window(void *ctx, const uint8_t *p, size_t n)
                                 .size = m->body.size,
                                 .chunked = m->body.chunked,
                                 .state = DPI_BODY_OPEN};
-    body_alerts(f, m, matches, found, &bf, 0);
+    body_alerts(f, m, matches, found, &bf, 0, NULL);
 }
 
 /* Inline: the new kept bytes and the overlap before them, so a signature
@@ -504,7 +506,61 @@ static void scan_arriving(struct dpi_flow *f, struct http_msg *m)
         return;
     struct dpi_body_facts bf = {
         .to_server = m->is_request, .size = b->size, .chunked = b->chunked, .state = DPI_BODY_OPEN};
-    body_alerts(f, m, matches, n, &bf, 1);
+    body_alerts(f, m, matches, n, &bf, 1, NULL);
+}
+
+/* --- what the receiver unpacks from a body ------------------------------------ */
+
+struct derived_ctx {
+    struct dpi_flow *f;
+    struct http_msg *m;
+    int dir;
+    struct dpi_body_facts *bf;
+};
+
+/* An archive member, a decoded upload part or value: a file of its own,
+ * scanned whole. */
+static int scan_derived(void *ctx, const char *what, const uint8_t *p, size_t n)
+{
+    struct derived_ctx *d = ctx;
+    struct rules_match matches[RULES_MAX_MATCHES];
+
+    int found = scan_bytes(d->f, d->m, p, n, matches);
+    if (found > 0)
+        body_alerts(d->f, d->m, matches, found, d->bf, 0, what);
+    return d->f->verdict == DPI_BLOCK; /* decided: stop unpacking */
+}
+
+static void derived_problem(void *ctx, const char *what, const char *reason)
+{
+    struct derived_ctx *d = ctx;
+    char buf[DPI_REASON_MAX];
+
+    snprintf(buf, sizeof(buf), "%s: %s", reason, what);
+    raise_anomaly(d->f, d->dir, "archive", buf);
+}
+
+/* Members of archives, multipart parts, form and JSON values of a body
+ * that fit in one window (a longer body: those of its first window). */
+static void scan_unpacked(struct dpi_flow *f, struct http_msg *m, int dir,
+                          struct dpi_body_facts *bf)
+{
+    const struct rules_policy *p = f->e->policy;
+    struct dpi_body *b = &m->body;
+    struct derived_ctx d = {f, m, dir, bf};
+    struct extract_limits lim = {
+        .depth = p->limits.archive_depth,
+        .total_bytes = p->limits.archive_bytes,
+        .max_ratio = p->limits.decoded_ratio,
+        .ratio_after = p->limits.body,
+        .max_members = 10000,
+    };
+
+    if (f->e->scanner == NULL || b->keep.len == 0 || b->windows > 0 || f->verdict == DPI_BLOCK)
+        return;
+    unsigned flags = bf->state == DPI_BODY_COMPLETE ? 0 : EXTRACT_TRUNCATED;
+    extract_body(b->keep.data, b->keep.len, m->content_type[0] ? m->content_type : NULL, flags,
+                 &lim, scan_derived, derived_problem, &d);
 }
 
 static void on_head(void *ctx, int dir, const struct http_head *h)
@@ -534,12 +590,22 @@ static void on_head(void *ctx, int dir, const struct http_head *h)
     m->nalerted = 0;
     m->has_body = h->framing != HTTP_BODY_NONE;
     if (m->has_body) {
-        body_begin(f->e, &m->body, h->content_encoding, h->framing == HTTP_BODY_CHUNKED);
+        body_begin(f->e, &m->body, h->content_encoding, h->transfer_coding,
+                   h->framing == HTTP_BODY_CHUNKED);
         m->flow = f;
         m->body.window = on_window;
         m->body.window_ctx = m;
     }
     f->app_proto = "http";
+}
+
+/* A body that cannot be decoded, or inspected at all: once per body. */
+static void body_anomaly(struct dpi_flow *f, int dir, struct http_msg *m)
+{
+    if (m->body.anomaly == NULL || m->body.anomaly_raised)
+        return;
+    m->body.anomaly_raised = 1;
+    raise_anomaly(f, dir, "body", m->body.anomaly);
 }
 
 static void on_body(void *ctx, int dir, const uint8_t *p, size_t n)
@@ -550,9 +616,8 @@ static void on_body(void *ctx, int dir, const uint8_t *p, size_t n)
     if (!m->open || !m->has_body)
         return;
     body_feed(f->e, &m->body, p, n);
-    if (m->body.unread)
-        raise_anomaly(f, dir, "body", m->body.problem);
-    else
+    body_anomaly(f, dir, m);
+    if (!m->body.unread)
         scan_arriving(f, m);
 }
 
@@ -570,6 +635,7 @@ static void on_end(void *ctx, int dir, enum http_end how, const char *why)
         body_finish(f->e, &m->body, how == HTTP_END_OK ? DPI_BODY_COMPLETE : DPI_BODY_INCOMPLETE,
                     &bf);
         bf.to_server = m->is_request;
+        body_anomaly(f, dir, m);
         if (how != HTTP_END_OK && why && bf.problem == NULL) {
             copy_str(m->problem, sizeof(m->problem), why);
             bf.problem = m->problem;
@@ -577,8 +643,10 @@ static void on_end(void *ctx, int dir, enum http_end how, const char *why)
         /* An empty body is no file (Content-Length: 0, a bare last chunk):
          * report the message as a body-less one. */
         int empty = bf.state == DPI_BODY_COMPLETE && bf.size == 0;
-        if (!empty)
+        if (!empty) {
             scan_kept(f, m, &bf);
+            scan_unpacked(f, m, dir, &bf);
+        }
         http_facts(m, &hf);
         struct dpi_event ev = {.type = DPI_EVENT_HTTP, .http = &hf, .body = empty ? NULL : &bf};
         if (!empty || !m->is_request)

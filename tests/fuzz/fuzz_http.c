@@ -3,7 +3,8 @@
  *
  * Input layout (seeds in corpus/http follow it):
  *   byte 0        low 5 bits: number of control bytes; bit 5: end both streams
- *                 at the end; bit 6: feed the rest of stream 1 before stream 0
+ *                 at the end; bit 6: feed the rest of stream 1 before stream 0;
+ *                 bit 7: a capture that may begin mid-flow (no HTTP/0.9)
  *   control bytes one operation each: bit 7 the direction; bits 5-6 the kind
  *                 (0-1 feed, 2 gap, 3 end of stream when bits 0-4 are all set,
  *                 else feed); bits 0-4 a length code (1..16, then powers of two)
@@ -14,8 +15,9 @@
  *
  * Each input runs twice: as described, then with every feed cut into pieces
  * of one to three bytes. Both runs must tell the same story (same events,
- * same body bytes, same final state), and each must keep the contract of
- * http.h; any breach aborts.
+ * same body bytes, same anomalies, same final state), and each must keep the
+ * contract of http.h; any breach aborts. In particular nothing stops
+ * silently: a message that ends in error is followed by a raw message.
  */
 #include "http.h"
 
@@ -31,6 +33,7 @@ struct record {
     int framing[2];
     int64_t cl[2];
     int role[2]; /* -1 unknown, else is_request of its heads */
+    int need_raw[2]; /* the last message ended in error: a raw head is owed */
     int tunnel;
 };
 
@@ -56,16 +59,26 @@ static void on_head(void *ctx, int dir, const struct http_head *h)
 {
     struct record *r = ctx;
 
-    if (r->silent[dir] || r->open[dir])
+    if (r->silent[dir] || r->open[dir] || (r->need_raw[dir] && !h->raw))
         abort();
-    if (h->version_minor != 0 && h->version_minor != 1)
+    r->need_raw[dir] = 0;
+    if (h->version_major < 0 || h->version_major > 99 || h->version_minor < 0 ||
+        h->version_minor > 99)
         abort();
-    if (h->is_request) {
+    if (h->raw || h->http09) {
+        /* Synthetic: the rest of the stream, nothing parsed. */
+        if (h->method || h->uri || h->status || h->framing != HTTP_BODY_EOF || h->tunnel ||
+            h->content_length != -1 || h->host || h->content_encoding || h->transfer_coding ||
+            (h->raw && h->http09) || (h->http09 && h->is_request))
+            abort();
+    } else if (h->is_request) {
         if (h->method == NULL || h->uri == NULL || h->request != NULL || h->method[0] == '\0')
             abort();
     } else if (h->status < 100 || h->status > 999 || h->method || h->uri) {
         abort();
     }
+    if (h->transfer_coding && h->transfer_coding[0] == '\0')
+        abort();
     if (r->role[dir] >= 0 && r->role[dir] != h->is_request)
         abort();
     if (r->role[!dir] >= 0 && r->role[!dir] == h->is_request)
@@ -73,7 +86,7 @@ static void on_head(void *ctx, int dir, const struct http_head *h)
     r->role[dir] = h->is_request;
     if (h->content_length < -1 || (h->framing == HTTP_BODY_LENGTH && h->content_length < 0))
         abort();
-    if (h->framing == HTTP_BODY_EOF && h->is_request)
+    if (h->framing == HTTP_BODY_EOF && h->is_request && !h->raw)
         abort();
     if (h->tunnel && (h->is_request || h->framing != HTTP_BODY_NONE))
         abort();
@@ -100,6 +113,9 @@ static void on_head(void *ctx, int dir, const struct http_head *h)
     x = mix_str(x, h->content_encoding);
     x = mix_int(x, h->content_length);
     x = mix_int(x, h->framing);
+    x = mix_int(x, h->version_major);
+    x = mix_int(x, h->raw + 2 * h->http09);
+    x = mix_str(x, h->transfer_coding);
     r->hash = mix_int(x, h->tunnel);
 }
 
@@ -126,18 +142,13 @@ static void on_end(void *ctx, int dir, enum http_end how, const char *why)
         abort();
     if (how != HTTP_END_OK && how != HTTP_END_TRUNCATED && how != HTTP_END_ERROR)
         abort();
-    if (!r->open[dir]) {
-        /* A message cut inside its head: it cannot have ended well, and
-         * nothing can follow on that stream. */
-        if (how == HTTP_END_OK)
-            abort();
-        r->silent[dir] = 1;
-    }
+    if (!r->open[dir] && how == HTTP_END_OK)
+        abort(); /* a message cut inside its head cannot have ended well */
     if (how == HTTP_END_OK && r->framing[dir] == HTTP_BODY_LENGTH &&
         r->nbody[dir] != (uint64_t)r->cl[dir])
         abort();
     if (how == HTTP_END_ERROR)
-        r->silent[dir] = 1;
+        r->need_raw[dir] = 1;
     r->open[dir] = 0;
 
     uint64_t x = mix_int(r->hash, 'E' + 16 * dir);
@@ -149,7 +160,16 @@ static void on_end(void *ctx, int dir, enum http_end how, const char *why)
     r->body_hash[dir] = 0;
 }
 
-static const struct http_callbacks callbacks = {on_head, on_body, on_end};
+static void on_anomaly(void *ctx, int dir, const char *why)
+{
+    struct record *r = ctx;
+
+    if (r->silent[dir] || why == NULL || why[0] == '\0')
+        abort();
+    r->hash = mix_str(mix_int(r->hash, 'A' + 16 * dir), why);
+}
+
+static const struct http_callbacks callbacks = {on_head, on_body, on_end, on_anomaly};
 
 struct stream {
     const uint8_t *p;
@@ -186,8 +206,10 @@ static void check_state(struct http_parser *p, struct record *r, int *request_di
     *request_dir = rd;
     for (int d = 0; d < 2; d++) {
         const char *e = http_parser_error(p, d);
-        if (e && (e[0] == '\0' || http_parser_active(p, d)))
+        if (e && e[0] == '\0')
             abort();
+        if (r->need_raw[d])
+            abort(); /* an error not followed by its raw message */
         if (r->role[d] >= 0 && rd >= 0 && (rd == d) != r->role[d])
             abort();
         if (!http_parser_active(p, d)) {
@@ -196,7 +218,13 @@ static void check_state(struct http_parser *p, struct record *r, int *request_di
             r->silent[d] = 1;
         }
     }
-    if (r->tunnel && (http_parser_active(p, 0) || http_parser_active(p, 1)))
+    int kind = 0;
+    uint64_t start[2] = {0, 0};
+    int tunnel = http_parser_tunnel(p, &kind, start);
+    if (r->tunnel && (!tunnel || kind != r->tunnel))
+        abort();
+    if (tunnel && (kind <= HTTP_TUNNEL_NONE || kind > HTTP_TUNNEL_OTHER ||
+                   http_parser_active(p, 0) || http_parser_active(p, 1)))
         abort();
 }
 
@@ -215,6 +243,8 @@ static uint64_t run(const uint8_t *ctl, size_t nctl, unsigned flags, struct stre
     p = http_parser_new(&callbacks, &r);
     if (p == NULL)
         return 0;
+    if (!(flags & 4))
+        http_parser_from_start(p);
 
     for (size_t i = 0; i < nctl; i++) {
         int dir = ctl[i] >> 7;
@@ -259,6 +289,14 @@ static uint64_t run(const uint8_t *ctl, size_t nctl, unsigned flags, struct stre
         result = mix_int(result, (int64_t)r.body_hash[d]);
     }
     result = mix_int(result, request_dir);
+    {
+        int kind = 0;
+        uint64_t start[2] = {0, 0};
+        result = mix_int(result, http_parser_tunnel(p, &kind, start));
+        result = mix_int(result, kind);
+        result = mix_int(result, (int64_t)start[0]);
+        result = mix_int(result, (int64_t)start[1]);
+    }
     http_parser_free(p);
     return result;
 }
@@ -272,7 +310,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     nctl = data[0] & 0x1f;
-    flags = (data[0] >> 5) & 3;
+    flags = (data[0] >> 5) & 7;
     if (size < 1 + nctl + 2)
         return 0;
     n0 = (size_t)data[1 + nctl] | (size_t)data[2 + nctl] << 8;

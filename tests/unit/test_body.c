@@ -48,7 +48,7 @@ static void hex_sha(const void *p, size_t n, char out[65])
 static void run(struct dpi_engine *e, struct dpi_body *b, const char *coding, const uint8_t *p,
                 size_t n, size_t step, struct dpi_body_facts *f)
 {
-    body_begin(e, b, coding, 0);
+    body_begin(e, b, coding, NULL, 0);
     for (size_t i = 0; i < n; i += step)
         body_feed(e, b, p + i, n - i < step ? n - i : step);
     body_finish(e, b, DPI_BODY_COMPLETE, f);
@@ -136,19 +136,36 @@ static void test_lying_encoding(void)
     body_release(e, &b);
 
     run(e, &b, "br", (const uint8_t *)text, strlen(text), 5, &f);
-    CHECK(f.problem != NULL);
-    CHECK_EQ_INT(b.keep.len, strlen(text));
+    CHECK(f.problem != NULL && b.anomaly != NULL);
+    CHECK(b.keep.len > 0 && memmem(b.keep.data, b.keep.len, "says so", 7) != NULL);
     body_release(e, &b);
 
     run(e, &b, "deflate", (const uint8_t *)"x", 1, 1, &f);
-    CHECK(f.problem != NULL);
-    CHECK_EQ_INT(b.keep.len, 1);
+    CHECK(f.problem != NULL && b.anomaly != NULL);
+    body_release(e, &b);
+
+    /* A coding no client decodes: an anomaly, the bytes scanned as received. */
+    run(e, &b, "compress", (const uint8_t *)text, strlen(text), 5, &f);
+    CHECK(b.anomaly != NULL && strstr(b.anomaly, "compress") != NULL);
+    CHECK_EQ_INT(b.keep.len, strlen(text));
+    body_release(e, &b);
+
+    /* The gzip transfer coding under a br content coding is undone first. */
+    body_begin(e, &b, "identity", "gzip", 1);
+    uint8_t enc[256];
+    size_t n = zip(text, strlen(text), enc, sizeof(enc), 31);
+    body_feed(e, &b, enc, n);
+    body_finish(e, &b, DPI_BODY_COMPLETE, &f);
+    CHECK(b.anomaly == NULL);
+    CHECK_EQ_INT(b.keep.len, strlen(text));
+    CHECK(f.encoding != NULL && strcmp(f.encoding, "identity, gzip") == 0);
     body_release(e, &b);
     dpi_engine_free(e);
     rules_policy_unref(p);
 }
 
-/* A small compressed bomb is not inflated past the body limit. */
+/* A small compressed bomb: decoded until the ratio past the body limit
+ * says it is one, then an anomaly. */
 static void test_bomb(void)
 {
     struct rules_policy *p;
@@ -157,18 +174,15 @@ static void test_bomb(void)
     struct dpi_body b;
     struct dpi_body_facts f;
     size_t n = zip(zeros, sizeof(zeros), enc, sizeof(enc), 31);
-    int full = 0;
 
     CHECK(n < sizeof(enc));
-    body_begin(e, &b, "gzip", 0);
+    body_begin(e, &b, "gzip", NULL, 0);
     for (size_t i = 0; i < n; i += 4096)
-        full |= body_feed(e, &b, enc + i, n - i < 4096 ? n - i : 4096);
+        body_feed(e, &b, enc + i, n - i < 4096 ? n - i : 4096);
     body_finish(e, &b, DPI_BODY_COMPLETE, &f);
-    CHECK(full);
-    CHECK(b.size < (4u << 20));
+    CHECK(b.anomaly != NULL && strncmp(b.anomaly, "decompression bomb", 18) == 0);
+    CHECK(b.size < sizeof(zeros));
     CHECK_EQ_INT(f.state, DPI_BODY_CUT);
-    CHECK_EQ_STR(f.sha256, "");
-    CHECK(f.problem != NULL);
     body_release(e, &b);
     dpi_engine_free(e);
     rules_policy_unref(p);

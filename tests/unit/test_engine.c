@@ -489,6 +489,95 @@ static void test_inline_scans_while_arriving(void)
     conv_close(&c);
 }
 
+/* One response (or, with upload, a POST) carrying body under headers;
+ * returns the verdict after the last byte. */
+static enum dpi_verdict exchange(struct conv *c, int upload, const char *headers, const void *body,
+                                 size_t n)
+{
+    static char buf[65536];
+    size_t h;
+
+    if (upload) {
+        h = (size_t)snprintf(buf, sizeof(buf),
+                             "POST /up HTTP/1.1\r\nHost: example.org\r\n%sContent-Length: %zu"
+                             "\r\n\r\n",
+                             headers, n);
+    } else {
+        get(c, "/f");
+        h = (size_t)snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\n%sContent-Length: %zu\r\n\r\n",
+                             headers, n);
+    }
+    memcpy(buf + h, body, n);
+    return send(c, upload ? DPI_DIR_FWD : DPI_DIR_REV, buf, h + n);
+}
+
+/* Codings stacked in one header or two, and the gzip transfer coding: the
+ * body is decoded as curl decodes it. */
+static void test_stacked_codings(void)
+{
+    struct conv c;
+    uint8_t once[256], twice[512];
+    size_t n1 = gzip_bytes(eicar, 68, once, sizeof(once), 31);
+    size_t n2 = gzip_bytes(once, n1, twice, sizeof(twice), 15); /* zlib around gzip */
+
+    conv_open(&c, "");
+    CHECK_EQ_INT(exchange(&c, 0, "Content-Encoding: gzip\r\nContent-Encoding: deflate\r\n", twice,
+                          n2),
+                 DPI_BLOCK);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ANOMALY), 0);
+    conv_close(&c);
+
+    conv_open(&c, "");
+    CHECK_EQ_INT(exchange(&c, 0, "Content-Encoding: gzip, deflate\r\n", twice, n2), DPI_BLOCK);
+    conv_close(&c);
+
+    /* A coding no client decodes: an anomaly, which blocks by default ... */
+    conv_open(&c, "");
+    CHECK_EQ_INT(exchange(&c, 0, "Content-Encoding: compress\r\n", "abc", 3), DPI_BLOCK);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ANOMALY), 1);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 0);
+    conv_close(&c);
+    /* ... or only alerts when the policy says so. */
+    conv_open(&c, "http:\n  anomaly: alert\n");
+    CHECK_EQ_INT(exchange(&c, 0, "Content-Encoding: compress\r\n", "abc", 3), DPI_PASS);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ANOMALY), 1);
+    conv_close(&c);
+}
+
+/* What the receiver unpacks: a .gz file, a base64 multipart upload. */
+static void test_unpacked(void)
+{
+    struct conv c;
+    uint8_t gz[256];
+    size_t n = gzip_bytes(eicar, 68, gz, sizeof(gz), 31);
+
+    conv_open(&c, "");
+    CHECK_EQ_INT(exchange(&c, 0, "Content-Type: application/gzip\r\n", gz, n), DPI_BLOCK);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+    conv_close(&c);
+
+    /* Not unpacked when nothing is there to unpack: a clean .gz passes. */
+    n = gzip_bytes("harmless", 8, gz, sizeof(gz), 31);
+    conv_open(&c, "");
+    CHECK_EQ_INT(exchange(&c, 0, "Content-Type: application/gzip\r\n", gz, n), DPI_PASS);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT) + count(&c.seen, DPI_EVENT_ANOMALY), 0);
+    conv_close(&c);
+
+    static const char multipart[] =
+        "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"e.com\"\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+        "WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5E\r\n"
+        "QVJELUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=\r\n--XyZ--\r\n";
+    conv_open(&c, "");
+    CHECK_EQ_INT(exchange(&c, 1, "Content-Type: multipart/form-data; boundary=XyZ\r\n", multipart,
+                          sizeof(multipart) - 1),
+                 DPI_BLOCK);
+    int a = find(&c.seen, DPI_EVENT_ALERT);
+    CHECK(a >= 0 && c.seen.to_server[a] == 1);
+    conv_close(&c);
+}
+
 int main(void)
 {
     test_eicar_verdict_on_last_byte();
@@ -496,6 +585,8 @@ int main(void)
     test_audit_policy_does_not_block();
     test_encoded_bodies();
     test_upload();
+    test_stacked_codings();
+    test_unpacked();
     test_limits();
     test_memory_total();
     test_tls_hello();

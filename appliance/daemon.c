@@ -506,6 +506,7 @@ static void meta_from(struct dpi_flow_meta *m, const struct sockaddr *client,
 {
     memset(m, 0, sizeof(*m));
     m->l4proto = IPPROTO_TCP;
+    m->from_start = 1; /* the proxy reads the plaintext from its first byte */
     if (client->sa_family == AF_INET6) {
         const struct sockaddr_in6 *c = (const void *)client, *s = (const void *)server;
         m->family = 6;

@@ -33,6 +33,7 @@ struct dpi_flow_meta {
     uint8_t src[16], dst[16]; /* IPv4 in the first 4 bytes */
     uint16_t sport, dport;
     const char *tunnel; /* "GTP", "TZSP", "CAPWAP" or NULL */
+    int from_start;     /* the feeder saw the connection open: streams start at byte 0 */
     void *user;         /* feeder's own data, handed back in events */
 };
 

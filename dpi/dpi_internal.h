@@ -72,6 +72,57 @@ void body_finish(struct dpi_engine *e, struct dpi_body *b, enum dpi_body_state s
 /* Drops buffers (after the scan, or on flow end). */
 void body_release(struct dpi_engine *e, struct dpi_body *b);
 
+/* --- HTTP messages (flow.c) ------------------------------------------------ */
+
+/* One HTTP message on its way through the engine: its facts for events and
+ * its body. An HTTP/1 direction has one at a time; an HTTP/2 stream has
+ * its own (tunnel.c). */
+struct http_msg {
+    struct dpi_flow *flow;
+    int open;
+    int is_request;
+    int has_body;
+    int raw; /* the unparsed rest of a stream, not a message as sent */
+    int status;
+    char method[32];
+    char uri[2048];
+    char host[256];
+    char user_agent[256];
+    char content_type[256];
+    char content_range[96];
+    char protocol[12];
+    char problem[192];
+    struct dpi_body body;
+    uint64_t alerted[RULES_MAX_MATCHES]; /* rules (hashed) that matched this body */
+    int nalerted;
+};
+
+void flow_msg_head(struct dpi_flow *f, struct http_msg *m, int dir, const struct http_head *h);
+void flow_msg_body(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p, size_t n);
+void flow_msg_end(struct dpi_flow *f, struct http_msg *m, int dir, enum http_end how,
+                  const char *why);
+/* A whole message of a tunnel (a WebSocket message): scanned, unpacked. */
+void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p,
+                       size_t n, const char *what);
+void flow_anomaly(struct dpi_flow *f, int dir, const char *layer, const char *reason);
+struct dpi_engine *flow_engine(const struct dpi_flow *f);
+
+/* --- tunnels after an Upgrade or a prior-knowledge preface (tunnel.c) ----- */
+
+struct dpi_tunnel;
+
+/* kind: enum http_tunnel (WEBSOCKET, H2C, H2C_PRIOR). client_dir: the flow
+ * direction carrying requests. upgrade: the request that asked for it
+ * (facts for events; its method says HEAD). NULL if the tunnel cannot be
+ * followed (then an anomaly was raised). */
+struct dpi_tunnel *tunnel_new(struct dpi_flow *f, int kind, int client_dir,
+                              const struct http_msg *upgrade, const char *ws_extensions,
+                              const char *h2_settings, int h2_head);
+void tunnel_feed(struct dpi_tunnel *t, int dir, const uint8_t *p, size_t n);
+void tunnel_eof(struct dpi_tunnel *t, int dir);
+int tunnel_active(const struct dpi_tunnel *t, int dir);
+void tunnel_free(struct dpi_tunnel *t);
+
 /* --- ndpi glue (engine.c) ------------------------------------------------- */
 
 /* Fills name, id and category strings of proto. */

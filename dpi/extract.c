@@ -17,14 +17,20 @@
  * "weak": failing to read such a buffer is no problem, it was not an archive.
  *
  * Decodings follow what a receiving server gets; Python's base64, binascii
- * and email modules are the reference for base64 and quoted-printable (and a
- * second base64 reading that ignores every '=' covers decoders that go on
- * after padding). JSON strings and form values are handed over only when
+ * and email modules are the reference for base64 and quoted-printable (a
+ * second base64 reading covers decoders that go on after a padding, as GNU
+ * base64 does); a part is also handed over as sent, for servers that ignore
+ * Content-Transfer-Encoding. JSON strings and form values are handed over only when
  * decoding changed them: an unchanged one is in the body the caller scanned.
  *
- * Bounded: derived bytes of one body, all levels together, stay under
- * lim->total_bytes and the ratio; each buffer is allocated once within what
- * is left of that budget and freed when the caller's function returns.
+ * Bounded: bytes decompressed or decoded from one body, all levels together,
+ * stay under lim->total_bytes and the ratio (a member is read to its end to
+ * count it, so a bomb is found even where only its first bytes are kept);
+ * each buffer is allocated once and freed when the caller's function
+ * returns.
+ *
+ * A zip is read twice, by its central directory and by its local headers,
+ * since receivers differ in which they trust (see struct zip_seen).
  * Filters that libarchive would run as external programs are not enabled.
  */
 #include "extract.h"
@@ -128,7 +134,7 @@ static void emit(struct ex *x, const char *what, const uint8_t *p, size_t n, con
     examine(x, what, p, n, ctype, adepth, nest + 1);
 }
 
-/* Values past lim->max_members are joined, one per line, and handed over
+/* Values past lim->max_values are joined, one per line, and handed over
  * once: each is still scanned, without one scan per value. */
 struct joined {
     uint8_t *p;
@@ -175,7 +181,7 @@ static void value(struct ex *x, struct joined *j, const char *what, const uint8_
 {
     if (x->stop || n == 0)
         return;
-    if (x->values >= x->lim->max_members) {
+    if (x->values >= x->lim->max_values) {
         joined_add(x, j, what, p, n);
         return;
     }
@@ -255,7 +261,7 @@ static struct magic magic_of(const uint8_t *p, size_t n)
     if (has(p, n, 0, "\037\213\010", 3) || has(p, n, 0, "\3757zXZ\0", 6) ||
         has(p, n, 0, "\050\265\057\375", 4) || has(p, n, 0, "\004\042\115\030", 4) ||
         has(p, n, 0, "LZIP", 4) ||
-        (has(p, n, 0, "BZh", 3) && p[3] >= '1' && p[3] <= '9' &&
+        (has(p, n, 0, "BZh", 3) && n > 3 && p[3] >= '1' && p[3] <= '9' &&
          (has(p, n, 4, "1AY&SY", 6) || has(p, n, 4, "\027\162\105\070\120\220", 6))))
         return m;
     m.strong = 0;
@@ -400,14 +406,15 @@ static void archive_kind(struct archive *a, char *out, size_t size)
 struct zip_seen {
     uint8_t (*digest)[32]; /* each content of the first reading */
     size_t n, size;
-    uint64_t longest; /* no content longer than this was seen */
     int second;
+    uint64_t first_bytes; /* bytes the first reading read */
+    uint64_t reread;      /* bytes of seen contents the second one read again */
 };
 
 struct member_data {
     uint8_t *buf;
-    size_t len;     /* bytes kept in buf, within the budget */
-    uint64_t total; /* bytes read (past len only while hashing) */
+    size_t len;     /* bytes kept in buf: within lim->member_bytes and the budget */
+    uint64_t total; /* bytes read, all counted in the budget */
     int more;       /* the content goes on past the budget */
     int err;        /* 1 libarchive failed, 2 out of memory */
     int hashed;     /* digest holds the SHA-256 of the whole content */
@@ -419,50 +426,55 @@ static int md_update(EVP_MD_CTX *md, const void *p, size_t n)
     return md == NULL || EVP_DigestUpdate(md, p, n) == 1;
 }
 
-/* Past the budget, a zip's second reading still hashes a content as long as
- * the first reading had one: it may be one already scanned. */
-static void member_overflow(struct archive *a, struct member_data *d, EVP_MD_CTX *md,
-                            uint64_t hash_to)
+/* Past what is kept, the content is still read to its end within the
+ * budget: counted (a decompression bomb is one), and hashed for a zip. */
+static void member_rest(struct archive *a, struct member_data *d, EVP_MD_CTX *md, uint64_t room)
 {
     uint8_t scratch[16384];
 
     for (;;) {
-        la_ssize_t r = archive_read_data(a, scratch, md ? sizeof(scratch) : 1);
+        size_t want =
+            room - d->total < sizeof(scratch) ? (size_t)(room - d->total) : sizeof(scratch);
+        la_ssize_t r = archive_read_data(a, scratch, want ? want : 1);
         if (r < 0)
             d->err = 1;
         if (r <= 0)
             return;
-        d->more = 1;
-        d->total += (uint64_t)r;
-        if (md == NULL || d->total > hash_to || !md_update(md, scratch, (size_t)r)) {
+        if (want == 0) {
+            d->more = 1;
             d->hashed = 0;
             return;
         }
+        d->total += (uint64_t)r;
+        if (!md_update(md, scratch, (size_t)r))
+            d->hashed = 0;
     }
 }
 
-/* Reads the current member's data, keeping what fits in the budget. */
+/* Reads the current member's data, keeping its first lim->member_bytes. */
 static void member_read(struct ex *x, struct archive *a, struct archive_entry *e,
-                        struct member_data *d, EVP_MD_CTX *md, uint64_t hash_to)
+                        struct member_data *d, EVP_MD_CTX *md, uint64_t extra)
 {
-    uint64_t room = x->cap - x->used;
+    uint64_t room = x->cap - x->used + extra, keep = room;
     size_t size = EX_READ_FIRST;
 
     memset(d, 0, sizeof(*d));
     d->hashed = md != NULL;
+    if (x->lim->member_bytes && x->lim->member_bytes < keep)
+        keep = x->lim->member_bytes;
     if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 &&
         (uint64_t)archive_entry_size(e) < size)
         size = (size_t)archive_entry_size(e);
-    size = size < room ? size : (size_t)room;
+    size = size < keep ? size : (size_t)keep;
     if (size && (d->buf = malloc(size)) == NULL) {
         d->err = 2;
         d->hashed = 0;
         return;
     }
     for (;;) {
-        if (d->len == size && size < room) {
-            size_t want = size ? (size * 2 < room ? size * 2 : (size_t)room) : 4096;
-            want = want < room ? want : (size_t)room;
+        if (d->len == size && size < keep) {
+            size_t want = size ? (size * 2 < keep ? size * 2 : (size_t)keep) : 4096;
+            want = want < keep ? want : (size_t)keep;
             uint8_t *q = realloc(d->buf, want);
             if (q == NULL) {
                 d->err = 2;
@@ -473,7 +485,7 @@ static void member_read(struct ex *x, struct archive *a, struct archive_entry *e
             size = want;
         }
         if (d->len == size) {
-            member_overflow(a, d, md, hash_to);
+            member_rest(a, d, md, room);
             break;
         }
         la_ssize_t r = archive_read_data(a, d->buf + d->len, size - d->len);
@@ -518,7 +530,6 @@ static int zip_seen(struct zip_seen *zs, const struct member_data *d)
         zs->size = want;
     }
     memcpy(zs->digest[zs->n++], d->digest, 32);
-    zs->longest = d->total > zs->longest ? d->total : zs->longest;
     return 0;
 }
 
@@ -565,19 +576,32 @@ static void member(struct ex *x, struct archive *a, struct archive_entry *e, con
         EVP_MD_CTX_free(md);
         md = NULL;
     }
-    member_read(x, a, e, &d, md, second ? zs->longest : 0);
+    /* The second reading may read again what the first read, no more. */
+    member_read(x, a, e, &d, md, second ? zs->first_bytes - zs->reread : 0);
     EVP_MD_CTX_free(md);
-    if (zip_seen(zs, &d) || (second && d.total == 0)) {
+    if (second && (zip_seen(zs, &d) || d.total == 0)) {
+        zs->reread += d.total;
         free(d.buf);
         return;
+    }
+    zip_seen(zs, &d);
+    if (d.total > x->cap - x->used) {
+        /* Only a second reading reads past the budget: keep within it. */
+        d.total = x->cap - x->used;
+        d.len = d.len < d.total ? d.len : (size_t)d.total;
+        d.more = 1;
     }
     if (++x->members > x->lim->max_members) {
         free(d.buf);
         stop_bound(x, what, EXTRACT_MEMBERS);
         return;
     }
-    x->used += d.len;
+    x->used += d.total;
     member_problem(x, e, mwhat, &d, second);
+    /* A member longer than lim->member_bytes is scanned on its first bytes,
+     * like a long body. */
+    if (d.total > d.len && !d.more && !d.err)
+        what_append(mwhat, mwhat, " (cut)");
     /* What was read before a bound or an error is what a receiver gets
      * first: scan it too. */
     int stop = x->stop;
@@ -675,8 +699,10 @@ static void archive_members(struct ex *x, const char *what, const uint8_t *p, si
         archive_pass(x, what, p, n, m, adepth, nest, NULL);
         return;
     }
+    uint64_t before = x->used;
     archive_pass(x, what, p, n, m, adepth, nest, &zs);
     zs.second = 1;
+    zs.first_bytes = x->used - before;
     if (!x->stop)
         archive_pass(x, what, p, n, m, adepth, nest, &zs);
     free(zs.digest);
@@ -787,17 +813,20 @@ static int media_is(const char *ctype, const char *prefix)
     return strncasecmp(ctype, prefix, strlen(prefix)) == 0;
 }
 
-/* The boundary of a multipart buffer: from its Content-Type, else (none, or
- * one without a boundary) from a first line "--token" that comes back. */
+/* The boundary of a multipart buffer: from its Content-Type, else from a
+ * first line "--token" that comes back. */
 static size_t multipart_boundary(const char *ctype, const uint8_t *p, size_t n, char *b)
 {
     size_t bl, k, next, at;
     int close;
 
-    if (media_is(ctype, "multipart/") && header_param(ctype, "boundary", b, EX_BOUNDARY_MAX + 1))
-        return strlen(b);
-    if (ctype && !media_is(ctype, "multipart/"))
+    if (!media_is(ctype, "multipart/") && ctype)
         return 0;
+    /* The boundary given, unless the body has none of it (a Content-Type cut
+     * short on the way, say): then the first line's. */
+    if (header_param(ctype ? ctype : "", "boundary", b, EX_BOUNDARY_MAX + 1) &&
+        find_delimiter(p, n, 0, b, strlen(b), &at, &next, &close))
+        return strlen(b);
     if (n < 4 || p[0] != '-' || p[1] != '-')
         return 0;
     k = line_end(p, n, 2, &next);
@@ -879,9 +908,10 @@ static int b64_value(uint8_t c)
  * its fallbacks): other bytes are skipped, '=' ends the data once it
  * completes a quantum, a last incomplete quantum gives the bytes it holds,
  * and when one lone character is left over the part is kept as sent, less
- * its line breaks. With ignore_pad, every '=' is skipped and nothing is kept
- * as sent. out holds at least n bytes. */
-static size_t base64_decode(const uint8_t *in, size_t n, uint8_t *out, int ignore_pad)
+ * its line breaks. With blocks, decoding starts again after each padding
+ * (GNU base64 -d reads "YQ==YQ==" as "aa"; Python, Node and Perl as "a") and
+ * nothing is kept as sent. out holds at least n bytes. */
+static size_t base64_decode(const uint8_t *in, size_t n, uint8_t *out, int blocks)
 {
     unsigned quad = 0, pads = 0, acc = 0;
     size_t o = 0;
@@ -889,7 +919,9 @@ static size_t base64_decode(const uint8_t *in, size_t n, uint8_t *out, int ignor
 
     for (size_t i = 0; i < n && !ended; i++) {
         if (in[i] == '=') {
-            ended = !ignore_pad && quad >= 2 && quad + ++pads >= 4;
+            ended = quad >= 2 && quad + ++pads >= 4;
+            if (ended && blocks)
+                ended = 0, quad = 0, pads = 0;
             continue;
         }
         int v = b64_value(in[i]);
@@ -912,7 +944,7 @@ static size_t base64_decode(const uint8_t *in, size_t n, uint8_t *out, int ignor
         }
         quad = (quad + 1) & 3;
     }
-    if (quad == 1 && !ignore_pad && !ended) {
+    if (quad == 1 && !blocks && !ended) {
         o = 0;
         for (size_t i = 0; i < n; i++)
             if (in[i] != '\r' && in[i] != '\n')
@@ -967,7 +999,7 @@ static void part_decoded(struct ex *x, struct joined *j, const char *what, const
 
     if (!b64 && !qp)
         return;
-    uint8_t *buf = malloc(n ? n : 1);
+    uint8_t *buf = malloc(n ? 2 * n : 1);
     if (buf == NULL) {
         stop_bound(x, what, EXTRACT_NOMEM);
         return;
@@ -976,11 +1008,11 @@ static void part_decoded(struct ex *x, struct joined *j, const char *what, const
     what_append(dwhat, what, b64 ? "(base64)" : "(quoted-printable)");
     value(x, j, dwhat, buf, len, h->ctype[0] ? h->ctype : NULL, adepth, nest);
     if (b64 && !x->stop) {
-        /* Decoders that skip every '=' read on past a first padding. */
-        size_t len2 = base64_decode(p, n, buf, 1);
-        what_append(dwhat, what, "(base64, '=' skipped)");
-        if (len2 > len)
-            value(x, j, dwhat, buf, len2, h->ctype[0] ? h->ctype : NULL, adepth, nest);
+        /* Where decoders disagree on data after a padding, each reading. */
+        size_t len2 = base64_decode(p, n, buf + n, 1);
+        what_append(dwhat, what, "(base64 blocks)");
+        if (len2 != len || memcmp(buf, buf + n, len) != 0)
+            value(x, j, dwhat, buf + n, len2, h->ctype[0] ? h->ctype : NULL, adepth, nest);
     }
     free(buf);
 }

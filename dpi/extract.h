@@ -6,7 +6,9 @@
  *
  * Pure: bytes in, derived buffers out through a callback. Each derived buffer
  * is allocated once, bounded by the limits, handed to the callback and freed
- * when it returns; derived buffers are examined again, so a zip inside a
+ * when it returns (memory: at most lim->member_bytes per nesting level, or
+ * the body's length for a decoded part or value, plus libarchive's own
+ * state); derived buffers are examined again, so a zip inside a
  * base64 multipart part inside a tar.gz comes out. The body itself is never
  * handed back: the caller scans it already.
  *
@@ -24,12 +26,17 @@
 #include <stdint.h>
 
 struct extract_limits {
-    unsigned depth;       /* archives inside archives opened (limits.archive_depth); 0: none */
-    uint64_t total_bytes; /* derived bytes of one body, all levels (limits.archive_bytes) */
-    unsigned max_ratio;   /* derived bytes per body byte (limits.decoded_ratio); 0: no ratio */
-    uint64_t ratio_after; /* the ratio counts only past this many derived bytes (limits.body) */
-    unsigned max_members; /* archive members of one body; JSON and form values past it are
-                             handed over joined in one buffer instead of one by one */
+    unsigned depth;        /* archives inside archives opened (limits.archive_depth); 0: none */
+    uint64_t total_bytes;  /* bytes decompressed or decoded from one body, all levels
+                              (limits.archive_bytes): bounds the work, not the memory */
+    unsigned max_ratio;    /* those bytes per body byte (limits.decoded_ratio); 0: no ratio */
+    uint64_t ratio_after;  /* the ratio counts only past this many bytes (limits.body) */
+    uint64_t member_bytes; /* bytes of one member kept and handed over (limits.body); the
+                              rest is read and counted, not kept; 0: no such bound */
+    unsigned max_members;  /* archive members of one body */
+    unsigned max_values;   /* parts and values of one body handed over one by one; past it
+                              the rest of each multipart, form or JSON document comes
+                              joined in one buffer (each value on its own line) */
 };
 
 /* The body is only the first part of a longer one (cut at limits.body):
@@ -51,8 +58,8 @@ typedef void (*extract_problem_fn)(void *ctx, const char *what, const char *reas
 #define EXTRACT_ENCRYPTED "encrypted archive member"
 #define EXTRACT_CORRUPT   "unreadable archive"
 #define EXTRACT_DEPTH     "archive nesting deeper than limits.archive_depth"
-#define EXTRACT_BYTES     "archive members larger than limits.archive_bytes"
-#define EXTRACT_RATIO     "archive members larger than limits.decoded_ratio allows"
+#define EXTRACT_BYTES     "extracted bytes over limits.archive_bytes"
+#define EXTRACT_RATIO     "extracted bytes over limits.decoded_ratio"
 #define EXTRACT_MEMBERS   "too many archive members"
 #define EXTRACT_NOMEM     "out of memory extracting"
 

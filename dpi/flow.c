@@ -23,31 +23,18 @@ enum stream_kind {
     KIND_NONE = 0, /* no byte yet */
     KIND_HTTP,     /* offered to the HTTP parser */
     KIND_HELLO,    /* reading a ClientHello */
+    KIND_TUNNEL,   /* after an Upgrade: WebSocket or HTTP/2 (tunnel.c) */
     KIND_DONE,     /* nothing more to learn from this direction */
-};
-
-/* The current HTTP message of one direction. */
-struct http_msg {
-    struct dpi_flow *flow;
-    int open;
-    int is_request;
-    int has_body;
-    int status;
-    char method[32];
-    char uri[2048];
-    char host[256];
-    char user_agent[256];
-    char content_type[128];
-    char protocol[12];
-    char problem[192];
-    struct dpi_body body;
-    uint64_t alerted[RULES_MAX_MATCHES]; /* rules (hashed) that matched this body */
-    int nalerted;
 };
 
 struct http_state {
     struct http_parser *parser;
     struct http_msg msg[2];
+    uint64_t fed[2];       /* stream offsets given to the parser (bytes and gaps) */
+    char ws_extensions[256]; /* of the last 101 */
+    char h2_settings[256];   /* of the last request asking for h2c */
+    int h2_head;             /* that request was a HEAD */
+    struct dpi_tunnel *tunnel;
 };
 
 struct dpi_flow {
@@ -464,7 +451,9 @@ static void scan_kept(struct dpi_flow *f, struct http_msg *m, struct dpi_body_fa
             bf->problem = m->problem;
         return;
     }
-    body_alerts(f, m, matches, n, bf, 0, NULL);
+    /* A body cut short is a piece of the file, not the file. */
+    int piece = bf && bf->state == DPI_BODY_INCOMPLETE;
+    body_alerts(f, m, matches, n, bf, piece, NULL);
 }
 
 /* A body longer than the body limit: each full window is scanned as a file
@@ -540,35 +529,45 @@ static void derived_problem(void *ctx, const char *what, const char *reason)
     raise_anomaly(d->f, d->dir, "archive", buf);
 }
 
-/* Members of archives, multipart parts, form and JSON values of a body
- * that fit in one window (a longer body: those of its first window). */
+/* Members of archives, multipart parts, form and JSON values of a buffer:
+ * each scanned as a file of its own. */
+static void unpack_buffer(struct dpi_flow *f, struct http_msg *m, int dir,
+                          struct dpi_body_facts *bf, const uint8_t *p, size_t n, unsigned flags)
+{
+    const struct rules_policy *pol = f->e->policy;
+    struct derived_ctx d = {f, m, dir, bf};
+    struct extract_limits lim = {
+        .depth = pol->limits.archive_depth,
+        .total_bytes = pol->limits.archive_bytes,
+        .max_ratio = pol->limits.decoded_ratio,
+        .ratio_after = pol->limits.body,
+        .member_bytes = pol->limits.body,
+        .max_members = 10000,
+        .max_values = 100,
+    };
+
+    extract_body(p, n, m->content_type[0] ? m->content_type : NULL, flags, &lim, scan_derived,
+                 derived_problem, &d);
+}
+
+/* What the receiver unpacks from a body that fits in one window (a longer
+ * body: nothing; its windows are scanned as they are). */
 static void scan_unpacked(struct dpi_flow *f, struct http_msg *m, int dir,
                           struct dpi_body_facts *bf)
 {
-    const struct rules_policy *p = f->e->policy;
     struct dpi_body *b = &m->body;
-    struct derived_ctx d = {f, m, dir, bf};
-    struct extract_limits lim = {
-        .depth = p->limits.archive_depth,
-        .total_bytes = p->limits.archive_bytes,
-        .max_ratio = p->limits.decoded_ratio,
-        .ratio_after = p->limits.body,
-        .max_members = 10000,
-    };
 
     if (f->e->scanner == NULL || b->keep.len == 0 || b->windows > 0 || f->verdict == DPI_BLOCK)
         return;
-    unsigned flags = bf->state == DPI_BODY_COMPLETE ? 0 : EXTRACT_TRUNCATED;
-    extract_body(b->keep.data, b->keep.len, m->content_type[0] ? m->content_type : NULL, flags,
-                 &lim, scan_derived, derived_problem, &d);
+    unpack_buffer(f, m, dir, bf, b->keep.data, b->keep.len,
+                  bf->state == DPI_BODY_COMPLETE ? 0 : EXTRACT_TRUNCATED);
 }
 
-static void on_head(void *ctx, int dir, const struct http_head *h)
+void flow_msg_head(struct dpi_flow *f, struct http_msg *m, int dir, const struct http_head *h)
 {
-    struct dpi_flow *f = ctx;
-    struct http_msg *m = &f->http->msg[dir];
     const char *method = h->method, *uri = h->uri, *host = h->host, *ua = h->user_agent;
 
+    (void)dir;
     if (!h->is_request && h->request) {
         method = h->request->method;
         uri = h->request->uri;
@@ -577,26 +576,42 @@ static void on_head(void *ctx, int dir, const struct http_head *h)
     } else if (!h->is_request) {
         method = uri = host = ua = NULL;
     }
+    m->flow = f;
     m->open = 1;
     m->is_request = h->is_request;
+    m->raw = h->raw;
     m->status = h->is_request ? 0 : h->status;
     copy_str(m->method, sizeof(m->method), method);
     copy_str(m->uri, sizeof(m->uri), uri);
     copy_str(m->host, sizeof(m->host), host);
     copy_str(m->user_agent, sizeof(m->user_agent), ua);
     copy_str(m->content_type, sizeof(m->content_type), h->content_type);
-    snprintf(m->protocol, sizeof(m->protocol), "HTTP/1.%d", h->version_minor);
+    copy_str(m->content_range, sizeof(m->content_range), h->content_range);
+    snprintf(m->protocol, sizeof(m->protocol), "HTTP/%d.%d", h->version_major, h->version_minor);
     m->problem[0] = '\0';
     m->nalerted = 0;
     m->has_body = h->framing != HTTP_BODY_NONE;
     if (m->has_body) {
         body_begin(f->e, &m->body, h->content_encoding, h->transfer_coding,
                    h->framing == HTTP_BODY_CHUNKED);
-        m->flow = f;
         m->body.window = on_window;
         m->body.window_ctx = m;
     }
     f->app_proto = "http";
+}
+
+static void on_head(void *ctx, int dir, const struct http_head *h)
+{
+    struct dpi_flow *f = ctx;
+
+    if (h->is_request) {
+        /* What a 101 may need to follow the streams after it. */
+        copy_str(f->http->h2_settings, sizeof(f->http->h2_settings), h->http2_settings);
+        f->http->h2_head = h->method && strcmp(h->method, "HEAD") == 0;
+    } else if (h->status == 101) {
+        copy_str(f->http->ws_extensions, sizeof(f->http->ws_extensions), h->ws_extensions);
+    }
+    flow_msg_head(f, &f->http->msg[dir], dir, h);
 }
 
 /* A body that cannot be decoded, or inspected at all: once per body. */
@@ -608,11 +623,8 @@ static void body_anomaly(struct dpi_flow *f, int dir, struct http_msg *m)
     raise_anomaly(f, dir, "body", m->body.anomaly);
 }
 
-static void on_body(void *ctx, int dir, const uint8_t *p, size_t n)
+void flow_msg_body(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p, size_t n)
 {
-    struct dpi_flow *f = ctx;
-    struct http_msg *m = &f->http->msg[dir];
-
     if (!m->open || !m->has_body)
         return;
     body_feed(f->e, &m->body, p, n);
@@ -621,10 +633,41 @@ static void on_body(void *ctx, int dir, const uint8_t *p, size_t n)
         scan_arriving(f, m);
 }
 
-static void on_end(void *ctx, int dir, enum http_end how, const char *why)
+static void on_body(void *ctx, int dir, const uint8_t *p, size_t n)
 {
     struct dpi_flow *f = ctx;
-    struct http_msg *m = &f->http->msg[dir];
+
+    flow_msg_body(f, &f->http->msg[dir], dir, p, n);
+}
+
+/* A 206 part: joined with the other parts of the same object this client
+ * fetched, and the whole object scanned once complete. */
+static void join_range(struct dpi_flow *f, struct http_msg *m, int dir,
+                       struct dpi_body_facts *bf)
+{
+    struct dpi_body *b = &m->body;
+    uint64_t first, last, total;
+    int cd = client_dir(f);
+
+    if (m->status != 206 || b->windows > 0 || bf->state != DPI_BODY_COMPLETE ||
+        f->e->scanner == NULL || f->verdict == DPI_BLOCK ||
+        join_parse_content_range(m->content_range, &first, &last, &total) != 0 ||
+        last - first + 1 != b->keep.len)
+        return;
+    struct join_key k = {.host = m->host, .uri = m->uri};
+    memcpy(k.client, cd == DPI_DIR_FWD ? f->meta.src : f->meta.dst, 16);
+    memcpy(k.server, cd == DPI_DIR_FWD ? f->meta.dst : f->meta.src, 16);
+    const uint8_t *whole = join_part(f->e->joins, &k, first, total, b->keep.data, b->keep.len,
+                                     f->now);
+    if (whole == NULL)
+        return;
+    struct derived_ctx d = {f, m, dir, bf};
+    scan_derived(&d, "joined 206 parts", whole, (size_t)total);
+}
+
+void flow_msg_end(struct dpi_flow *f, struct http_msg *m, int dir, enum http_end how,
+                  const char *why)
+{
     struct dpi_http_facts hf;
 
     if (!m->open)
@@ -632,24 +675,28 @@ static void on_end(void *ctx, int dir, enum http_end how, const char *why)
     m->open = 0;
     if (m->has_body) {
         struct dpi_body_facts bf;
-        body_finish(f->e, &m->body, how == HTTP_END_OK ? DPI_BODY_COMPLETE : DPI_BODY_INCOMPLETE,
-                    &bf);
+        enum dpi_body_state state = how == HTTP_END_OK && !m->raw ? DPI_BODY_COMPLETE
+                                                                  : DPI_BODY_INCOMPLETE;
+        body_finish(f->e, &m->body, state, &bf);
         bf.to_server = m->is_request;
         body_anomaly(f, dir, m);
-        if (how != HTTP_END_OK && why && bf.problem == NULL) {
+        if (m->raw && why == NULL)
+            why = "the unparsed rest of the stream";
+        if ((how != HTTP_END_OK || m->raw) && why && bf.problem == NULL) {
             copy_str(m->problem, sizeof(m->problem), why);
             bf.problem = m->problem;
         }
         /* An empty body is no file (Content-Length: 0, a bare last chunk):
          * report the message as a body-less one. */
-        int empty = bf.state == DPI_BODY_COMPLETE && bf.size == 0;
+        int empty = bf.size == 0 && (bf.state == DPI_BODY_COMPLETE || m->raw);
         if (!empty) {
             scan_kept(f, m, &bf);
             scan_unpacked(f, m, dir, &bf);
+            join_range(f, m, dir, &bf);
         }
         http_facts(m, &hf);
         struct dpi_event ev = {.type = DPI_EVENT_HTTP, .http = &hf, .body = empty ? NULL : &bf};
-        if (!empty || !m->is_request)
+        if (!empty || (!m->is_request && !m->raw))
             emit(f, &ev);
         body_release(f->e, &m->body);
     } else if (!m->is_request && m->status >= 200) {
@@ -657,6 +704,39 @@ static void on_end(void *ctx, int dir, enum http_end how, const char *why)
         struct dpi_event ev = {.type = DPI_EVENT_HTTP, .http = &hf};
         emit(f, &ev);
     }
+}
+
+static void on_end(void *ctx, int dir, enum http_end how, const char *why)
+{
+    struct dpi_flow *f = ctx;
+
+    flow_msg_end(f, &f->http->msg[dir], dir, how, why);
+}
+
+void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p,
+                       size_t n, const char *what)
+{
+    struct derived_ctx d = {f, m, dir, NULL};
+    struct dpi_body_facts bf = {.to_server = dir == client_dir(f), .size = n,
+                                .state = DPI_BODY_COMPLETE};
+
+    d.bf = &bf;
+    if (f->e->scanner == NULL || n == 0 || f->verdict == DPI_BLOCK)
+        return;
+    m->nalerted = 0;
+    scan_derived(&d, what, p, n);
+    if (f->verdict != DPI_BLOCK)
+        unpack_buffer(f, m, dir, &bf, p, n, 0);
+}
+
+void flow_anomaly(struct dpi_flow *f, int dir, const char *layer, const char *reason)
+{
+    raise_anomaly(f, dir, layer, reason);
+}
+
+struct dpi_engine *flow_engine(const struct dpi_flow *f)
+{
+    return f->e;
 }
 
 static void on_http_anomaly(void *ctx, int dir, const char *why)
@@ -673,25 +753,88 @@ static void http_release(struct dpi_flow *f)
     for (int d = 0; d < 2; d++)
         if (f->http->msg[d].open && f->http->msg[d].has_body)
             body_release(f->e, &f->http->msg[d].body);
+    tunnel_free(f->http->tunnel);
     http_parser_free(f->http->parser);
     free(f->http);
     f->http = NULL;
 }
 
+static int http_start(struct dpi_flow *f)
+{
+    f->http = calloc(1, sizeof(*f->http));
+    if (f->http)
+        f->http->parser = http_parser_new(&http_cb, f);
+    if (f->http == NULL || f->http->parser == NULL) {
+        free(f->http);
+        f->http = NULL;
+        f->kind[0] = f->kind[1] = KIND_DONE;
+        return -1;
+    }
+    /* Seen from the handshake on: a response without a status line is
+     * HTTP/0.9 (wget reads it), not the middle of a body. */
+    if (f->meta.from_start)
+        http_parser_from_start(f->http->parser);
+    return 0;
+}
+
+static void flow_dispatch(struct dpi_flow *f, int dir, const uint8_t *data, size_t len);
+
+/* The HTTP parser says both streams became a tunnel from start[d] on. The
+ * bytes of dir from there are in p (this feed began at offset at); the
+ * other direction has been fed up to its fed[] offset. */
+static void http_tunnel(struct dpi_flow *f, int dir, const uint8_t *p, size_t n, uint64_t at)
+{
+    struct http_state *h = f->http;
+    uint64_t start[2];
+    int kind, cd = client_dir(f);
+
+    if (!http_parser_tunnel(h->parser, &kind, start))
+        return;
+    if (start[!dir] < h->fed[!dir] || start[dir] < at || start[dir] > at + n) {
+        /* Bytes of the tunnel were given to the parser before it knew: a
+         * peer that did not wait for the answer. */
+        raise_anomaly(f, start[dir] < at || start[dir] > at + n ? dir : !dir, "http",
+                      "tunnel data sent before the answer");
+        f->kind[0] = f->kind[1] = KIND_DONE;
+        return;
+    }
+    const uint8_t *rest = p + (start[dir] - at);
+    size_t left = n - (size_t)(start[dir] - at);
+    if (kind == HTTP_TUNNEL_CONNECT) {
+        /* Whatever runs inside CONNECT is read like a new connection: HTTP
+         * is parsed again, TLS gives its ClientHello. */
+        http_release(f);
+        f->kind[0] = f->kind[1] = KIND_NONE;
+        if (left > 0)
+            flow_dispatch(f, dir, rest, left);
+        return;
+    }
+    if (kind == HTTP_TUNNEL_OTHER) {
+        raise_anomaly(f, dir, "http", "upgrade to a protocol sluice cannot read");
+        f->kind[0] = f->kind[1] = KIND_DONE;
+        return;
+    }
+    h->tunnel = tunnel_new(f, kind, cd, &h->msg[cd], h->ws_extensions, h->h2_settings, h->h2_head);
+    if (h->tunnel == NULL) {
+        f->kind[0] = f->kind[1] = KIND_DONE;
+        return;
+    }
+    f->kind[0] = f->kind[1] = KIND_TUNNEL;
+    f->app_proto = kind == HTTP_TUNNEL_WEBSOCKET ? "websocket" : "http2";
+    if (left > 0)
+        tunnel_feed(h->tunnel, dir, rest, left);
+}
+
 static void http_feed(struct dpi_flow *f, int dir, const uint8_t *p, size_t n)
 {
-    if (f->http == NULL) {
-        f->http = calloc(1, sizeof(*f->http));
-        if (f->http)
-            f->http->parser = http_parser_new(&http_cb, f);
-        if (f->http == NULL || f->http->parser == NULL) {
-            free(f->http);
-            f->http = NULL;
-            f->kind[0] = f->kind[1] = KIND_DONE;
-            return;
-        }
-    }
+    if (f->http == NULL && http_start(f) != 0)
+        return;
+    uint64_t at = f->http->fed[dir];
+    f->http->fed[dir] += n;
     http_parser_feed(f->http->parser, dir, p, n);
+    http_tunnel(f, dir, p, n, at);
+    if (f->http == NULL || f->kind[dir] == KIND_TUNNEL || f->kind[dir] == KIND_NONE)
+        return;
     if (!http_parser_active(f->http->parser, dir))
         f->kind[dir] = KIND_DONE;
     /* Neither direction can be HTTP any more: give the memory back. */
@@ -701,6 +844,18 @@ static void http_feed(struct dpi_flow *f, int dir, const uint8_t *p, size_t n)
 
 /* --- streams ---------------------------------------------------------------- */
 
+static void flow_dispatch(struct dpi_flow *f, int dir, const uint8_t *data, size_t len)
+{
+    if (f->kind[dir] == KIND_NONE)
+        f->kind[dir] = data[0] == 0x16 ? KIND_HELLO : KIND_HTTP;
+    if (f->kind[dir] == KIND_HELLO)
+        hello_feed(f, dir, data, len);
+    else if (f->kind[dir] == KIND_HTTP)
+        http_feed(f, dir, data, len);
+    else if (f->kind[dir] == KIND_TUNNEL && f->http && f->http->tunnel)
+        tunnel_feed(f->http->tunnel, dir, data, len);
+}
+
 enum dpi_verdict dpi_flow_stream(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
                                  const uint8_t *data, size_t len, uint64_t ts_us)
 {
@@ -708,12 +863,7 @@ enum dpi_verdict dpi_flow_stream(struct dpi_engine *e, struct dpi_flow *f, enum 
     f->now = ts_us;
     if (len == 0 || f->verdict == DPI_BLOCK)
         return f->verdict;
-    if (f->kind[dir] == KIND_NONE)
-        f->kind[dir] = data[0] == 0x16 ? KIND_HELLO : KIND_HTTP;
-    if (f->kind[dir] == KIND_HELLO)
-        hello_feed(f, dir, data, len);
-    else if (f->kind[dir] == KIND_HTTP)
-        http_feed(f, dir, data, len);
+    flow_dispatch(f, dir, data, len);
     return f->verdict;
 }
 
@@ -725,9 +875,13 @@ void dpi_flow_gap(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir, ui
     if (f->kind[dir] == KIND_HELLO) {
         hello_done(f, dir);
     } else if (f->kind[dir] == KIND_HTTP && f->http) {
+        f->http->fed[dir] += len;
         http_parser_gap(f->http->parser, dir, len);
         if (f->http && !http_parser_active(f->http->parser, dir))
             f->kind[dir] = KIND_DONE;
+    } else if (f->kind[dir] == KIND_TUNNEL) {
+        /* Frames cannot be found again after a hole. */
+        f->kind[dir] = KIND_DONE;
     } else if (f->kind[dir] == KIND_NONE) {
         /* The start of the stream is missing: its first bytes cannot be
          * trusted to tell what it is. */
@@ -745,7 +899,9 @@ enum dpi_verdict dpi_flow_stream_end(struct dpi_engine *e, struct dpi_flow *f, e
     f->stream_ended[dir] = 1;
     if (f->kind[dir] == KIND_HELLO)
         hello_done(f, dir);
-    if (f->http)
+    if (f->http && f->http->tunnel)
+        tunnel_eof(f->http->tunnel, dir);
+    else if (f->http)
         http_parser_eof(f->http->parser, dir);
     if (f->kind[dir] != KIND_DONE)
         f->kind[dir] = KIND_DONE;
@@ -840,6 +996,9 @@ int dpi_flow_wants_more(const struct dpi_flow *f)
         return 1;
     for (int d = 0; d < 2; d++) {
         if (f->kind[d] == KIND_HELLO)
+            return 1;
+        if (f->kind[d] == KIND_TUNNEL && f->http && f->http->tunnel &&
+            tunnel_active(f->http->tunnel, d))
             return 1;
         if (f->kind[d] == KIND_HTTP && f->http && http_parser_active(f->http->parser, d))
             return 1;

@@ -14,9 +14,9 @@
  *     session, so the stream closes there and its memory goes;
  *   - RST_STREAM from either side, and PUSH_PROMISE, likewise.
  * Whatever the sessions write (these frames, ACKs, WINDOW_UPDATEs, GOAWAY)
- * is drained and dropped after each piece of input. Automatic window
- * updates keep each session's receive windows open, so flow control never
- * hides DATA that a peer sent. HTTP messaging checks are off: every header
+ * is drained and dropped after each piece of input. Receive windows are
+ * opened to the largest size and kept open by automatic window updates, so
+ * flow control never hides DATA that a peer sent. HTTP messaging checks are off: every header
  * and every DATA byte is reported, whatever a strict peer would refuse.
  *
  * Anomalies: nghttp2's error messages (connection and stream errors), an
@@ -232,15 +232,20 @@ static void h2_mirror_settings(struct h2_side *sd, const nghttp2_settings *f)
 
     if (sd->s->mirror_off || o->stopped)
         return;
-    for (size_t i = 0; i < f->niv && n < 64; i++) {
+    for (size_t i = 0; i < f->niv && n < 63; i++) {
         nghttp2_settings_entry e = f->iv[i];
         /* A server session has no push to enable: the client's setting. */
         if (o->dir == 0 && e.settings_id == NGHTTP2_SETTINGS_ENABLE_PUSH)
+            continue;
+        /* Flow control is not judged: see h2_side_init. */
+        if (e.settings_id == NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE)
             continue;
         if (e.settings_id == NGHTTP2_SETTINGS_HEADER_TABLE_SIZE && e.value > H2_MAX_HEADER_TABLE)
             e.value = H2_MAX_HEADER_TABLE;
         iv[n++] = e;
     }
+    iv[n].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
+    iv[n++].value = NGHTTP2_MAX_WINDOW_SIZE;
     if (nghttp2_submit_settings(o->ng, NGHTTP2_FLAG_NONE, iv, n) != 0)
         h2_anomaly(sd, "h2: SETTINGS the peer cannot take");
 }
@@ -597,7 +602,17 @@ static int h2_side_init(struct h2_session *s, int dir)
         rv = nghttp2_session_client_new2(&sd->ng, cbs, sd, opt);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
-    return rv == 0 ? 0 : -1;
+    if (rv != 0)
+        return -1;
+    /* DATA is reported whatever the flow control windows: a receiver with
+     * a larger window than this session would have read it. The connection
+     * window is opened all the way here, each stream's with the first
+     * SETTINGS ACK (h2_mirror_settings puts the largest initial window in
+     * every mirrored SETTINGS). */
+    return nghttp2_session_set_local_window_size(sd->ng, NGHTTP2_FLAG_NONE, 0,
+                                                 NGHTTP2_MAX_WINDOW_SIZE) == 0
+               ? 0
+               : -1;
 }
 
 struct h2_session *h2_new(const struct h2_callbacks *cb, void *ctx)

@@ -33,11 +33,15 @@
  * a NUL; Python: the first field before the first line it cannot parse,
  * with int(), a bare CR splits lines; urllib3: every value, all equal).
  * When the readings differ, the body is framed by the one that hides the
- * least (chunked, else to the end of the stream, else the longest length)
- * and anomaly() says why. Chunk sizes get the same treatment. Requests are
- * read as strict servers read them: any doubt about their framing is an
- * anomaly. A response stream that does not start with "HTTP" after a
- * request is HTTP/0.9 (wget saves it whole).
+ * least (chunked, else to the end of the stream) and anomaly() says why;
+ * when only lengths differ and the values do not contradict each other
+ * (a field Python lost, "68abc"), the body runs to the end of the stream and
+ * the anomaly comes only if it is longer than the shortest reading (a body
+ * that ends there is the same for every client). Chunk sizes get the same
+ * treatment (the longest). Requests are read as strict servers read them:
+ * any doubt about their framing is an anomaly. A first response that does
+ * not start with "HTTP" is HTTP/0.9 (wget saves it whole) when the caller
+ * said the flow was seen from its start.
  *
  * Nothing stops silently: when a stream known to be HTTP cannot be parsed
  * any further (bad start line, line or head over the limits, unreadable
@@ -61,8 +65,8 @@
 
 #define HTTP_BUF_MIN    512
 #define HTTP_BUF_KEEP   16384 /* a bigger line buffer is freed after its head */
-#define HTTP_KEPT_MAX   4096  /* Host, User-Agent, Content-Type are cut here */
-#define HTTP_BUF_MAX    (3 * (size_t)HTTP_MAX_LINE + 4 * HTTP_KEPT_MAX)
+#define HTTP_KEPT_MAX   4096  /* kept values (Host, User-Agent, ...) are cut here */
+#define HTTP_BUF_MAX    (3 * (size_t)HTTP_MAX_LINE + 7 * HTTP_KEPT_MAX)
 #define HTTP_LIST_MAX   256 /* joined Content-Encoding / transfer codings */
 #define HTTP_CL_MAX     ((uint64_t)1 << 62)
 #define HTTP_METHOD_MAX 31
@@ -111,6 +115,9 @@ enum http_field {
     F_CONTENT_LENGTH,
     F_TRANSFER_ENCODING,
     F_UPGRADE,
+    F_CONTENT_RANGE,
+    F_WS_EXTENSIONS,
+    F_HTTP2_SETTINGS,
     F_COUNT
 };
 
@@ -125,7 +132,17 @@ static const struct {
     [F_CONTENT_LENGTH] = {"content-length", 14},
     [F_TRANSFER_ENCODING] = {"transfer-encoding", 17},
     [F_UPGRADE] = {"upgrade", 7},
+    [F_CONTENT_RANGE] = {"content-range", 13},
+    [F_WS_EXTENSIONS] = {"sec-websocket-extensions", 24},
+    [F_HTTP2_SETTINGS] = {"http2-settings", 14},
 };
+
+/* Fields whose first value is handed to the caller as a string. */
+static int kept_string(int kind)
+{
+    return kind == F_HOST || kind == F_USER_AGENT || kind == F_CONTENT_TYPE ||
+           kind == F_CONTENT_RANGE || kind == F_WS_EXTENSIONS || kind == F_HTTP2_SETTINGS;
+}
 
 /* How one client frames a response body. */
 enum reading { RD_FAIL = 0, RD_LEN, RD_EOF, RD_CHUNKED };
@@ -166,11 +183,12 @@ struct http_stream {
      * buf[0..line_start) holds the kept strings. */
     uint8_t *buf;
     size_t cap, len, line_start;
-    size_t head_raw;    /* raw bytes of the head (or of the trailers) so far */
-    uint8_t has_field;  /* a field line was seen: a fold may continue it */
-    uint8_t field_kind; /* of the last field, if its value is kept */
-    uint8_t field_py;   /* ... Python sees it */
-    uint8_t field_wget; /* ... wget sees it */
+    size_t head_raw;     /* raw bytes of the head (or of the trailers) so far */
+    uint8_t has_field;   /* a field line was seen: a fold may continue it */
+    uint8_t field_kind;  /* of the last field, if its value is kept */
+    uint8_t field_py;    /* ... Python sees it */
+    uint8_t field_wget;  /* ... wget sees it */
+    uint8_t field_trail; /* ... its value ended in blanks (Python keeps them) */
     size_t field_off, field_vlen;
     size_t off[F_COUNT];
 
@@ -179,7 +197,7 @@ struct http_stream {
     uint8_t wget_lost; /* wget sees no further field (a NUL cut its head) */
     uint8_t py_lost;   /* Python sees no further field */
     uint8_t cl_count;
-    const char *cl_conflict; /* the values contradict each other */
+    const char *cl_conflict;         /* the values contradict each other */
     uint8_t curl_cl, wget_cl, py_cl; /* enum reading, RD_FAIL: not seen yet */
     uint64_t curl_len, wget_len, py_len, first_prefix;
     uint8_t u3_seen, u3_invalid, u3_multi;
@@ -862,12 +880,15 @@ static void wait_begin(struct http_parser *p, int dir)
 
 /* The start line of dir cannot be what dir may carry; tail (tn bytes) is
  * its part not yet in buf. */
-static void start_line_refused(struct http_parser *p, int dir, const char *why,
-                               const uint8_t *tail, size_t tn)
+static void start_line_refused(struct http_parser *p, int dir, const char *why, const uint8_t *tail,
+                               size_t tn)
 {
     struct http_stream *s = &p->s[dir];
 
-    if (!s->classified) {
+    if (!s->classified && p->request_dir == !dir && s->rs_vi == 4) {
+        /* "HTTP..." in answer to requests: HTTP that no client can read. */
+        s->classified = 1;
+    } else if (!s->classified) {
         /* Nothing was ever HTTP here: no message to end, nothing to say. */
         stream_stop(p, dir, HTTP_END_ERROR, NULL, why ? why : "not HTTP");
         return;
@@ -1165,8 +1186,8 @@ static void cl_field(struct http_stream *s, const uint8_t *v, size_t n)
 
 /* Transfer-Encoding as Python reads it: urllib3 looks for "chunked" among
  * the comma-separated values, http.client wants the first field to be
- * "chunked" (leading blanks aside). */
-static void te_python(struct http_stream *s, const uint8_t *v, size_t n)
+ * "chunked" (leading blanks aside, trailing ones not: trail). */
+static void te_python(struct http_stream *s, const uint8_t *v, size_t n, int trail)
 {
     for (const uint8_t *e = v, *a = v; a <= v + n; a = e + 1) {
         const uint8_t *t = a;
@@ -1186,8 +1207,20 @@ static void te_python(struct http_stream *s, const uint8_t *v, size_t n)
             n--;
         }
         s->te_py_seen = 1;
-        s->te_py = token_is(v, n, "chunked");
+        s->te_py = !trail && token_is(v, n, "chunked");
     }
+}
+
+/* The transfer codings curl decodes; it refuses the others, the other
+ * clients decode none. */
+static int coding_known(const uint8_t *t, size_t n)
+{
+    static const char *const known[] = {"gzip", "x-gzip", "deflate", "br", "zstd"};
+
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (token_is(t, n, known[i]))
+            return 1;
+    return 0;
 }
 
 /* A complete Transfer-Encoding field: only chunked frames; other codings
@@ -1216,7 +1249,7 @@ static void te_field(struct http_parser *p, int dir, const uint8_t *v, size_t n)
         s->te_last_chunked = token_is(t, tn, "chunked");
         if (s->te_last_chunked)
             any_chunked = 1;
-        else
+        else if (coding_known(t, tn))
             list_append(s->te, &s->te_len, t, tn, &overflow);
     }
     if (overflow)
@@ -1228,7 +1261,7 @@ static void te_field(struct http_parser *p, int dir, const uint8_t *v, size_t n)
         s->te_wget = token_is(w, wn, "chunked");
     }
     if (s->field_py)
-        te_python(s, pv, pn);
+        te_python(s, pv, pn, s->field_trail && pn == n);
 }
 
 static int upgrade_kind(const uint8_t *v, size_t n)
@@ -1294,10 +1327,9 @@ static void field_done(struct http_parser *p, int dir)
 static void field_fold(struct http_parser *p, int dir, const uint8_t *l, size_t n)
 {
     struct http_stream *s = &p->s[dir];
-    size_t room = s->field_kind == F_HOST || s->field_kind == F_USER_AGENT ||
-                          s->field_kind == F_CONTENT_TYPE
-                      ? HTTP_KEPT_MAX
-                      : HTTP_MAX_LINE;
+    size_t room =
+        kept_string(s->field_kind) ? HTTP_KEPT_MAX
+            : HTTP_MAX_LINE;
 
     trim_ows(&l, &n);
     if (s->field_kind != F_OTHER && n > 0 && s->field_vlen < room) {
@@ -1339,7 +1371,7 @@ static void py_pieces(struct http_stream *s, const uint8_t *l, size_t n)
         if (kind == F_CONTENT_LENGTH)
             cl_python(s, a + name_len + 1, an - name_len - 1);
         else if (kind == F_TRANSFER_ENCODING)
-            te_python(s, a + name_len + 1, an - name_len - 1);
+            te_python(s, a + name_len + 1, an - name_len - 1, 0);
     }
 }
 
@@ -1400,9 +1432,8 @@ static void header_line(struct http_parser *p, int dir, uint8_t *l, size_t n)
     }
     /* Keep the first of the single-valued fields callers see, and every
      * field acted on until it is complete. */
-    keep = kind == F_CONTENT_LENGTH || kind == F_TRANSFER_ENCODING ||
-           kind == F_CONTENT_ENCODING || kind == F_UPGRADE ||
-           (kind != F_OTHER && s->off[kind] == OFF_NONE);
+    keep = kind == F_CONTENT_LENGTH || kind == F_TRANSFER_ENCODING || kind == F_CONTENT_ENCODING ||
+           kind == F_UPGRADE || (kind != F_OTHER && s->off[kind] == OFF_NONE);
     if (!keep) {
         s->field_kind = F_OTHER;
         s->len = s->line_start;
@@ -1410,8 +1441,9 @@ static void header_line(struct http_parser *p, int dir, uint8_t *l, size_t n)
     }
     v = colon + 1;
     vn = n - name_len - 1;
+    s->field_trail = vn > 0 && is_ows(v[vn - 1]);
     trim_ows(&v, &vn);
-    if (kind == F_HOST || kind == F_USER_AGENT || kind == F_CONTENT_TYPE) {
+    if (kept_string(kind)) {
         if (vn > HTTP_KEPT_MAX - 1)
             vn = HTTP_KEPT_MAX - 1;
         s->off[kind] = s->line_start;
@@ -1560,6 +1592,9 @@ static void head_complete(struct http_parser *p, int dir)
     h.host = kept(s, F_HOST);
     h.user_agent = kept(s, F_USER_AGENT);
     h.content_type = kept(s, F_CONTENT_TYPE);
+    h.content_range = kept(s, F_CONTENT_RANGE);
+    h.ws_extensions = kept(s, F_WS_EXTENSIONS);
+    h.http2_settings = kept(s, F_HTTP2_SETTINGS);
     h.content_encoding = s->ce_len ? s->ce : NULL;
     h.transfer_coding = s->te_len ? s->te : NULL;
     h.content_length = -1;
@@ -1742,8 +1777,7 @@ static size_t read_line(struct http_parser *p, int dir, const uint8_t *d, size_t
         why = head_too_long;
     }
     if (why) {
-        stream_raw(p, dir, why, why, 1, s->buf + s->line_start, s->len - s->line_start, d,
-                   pos + 1);
+        stream_raw(p, dir, why, why, 1, s->buf + s->line_start, s->len - s->line_start, d, pos + 1);
         return pos + 1;
     }
     if (buf_append(s, d, content) < 0) {
@@ -1927,15 +1961,24 @@ void http_parser_gap(struct http_parser *p, int dir, uint64_t len)
     s->truncated = 1;
 }
 
-/* A stream that ends inside a head line: is it known to be HTTP (or the
- * answer to HTTP requests, still a status line so far)? */
-static int eof_in_head_raw(const struct http_parser *p, int dir)
+/* A stream that ends inside a line (head, chunk size, trailer) of a stream
+ * known to be HTTP, or of the answer to HTTP requests that is still a status
+ * line so far: the unfinished line is all some client may have kept, so it
+ * is handed out as a raw message. */
+static int eof_in_line(struct http_parser *p, int dir)
 {
-    const struct http_stream *s = &p->s[dir];
+    struct http_stream *s = &p->s[dir];
+    const char *why = s->phase == PH_START || s->phase == PH_HEADERS ? "stream ended in head"
+                                                                     : "stream ended in body";
 
-    if (s->classified)
-        return 1;
-    return p->request_dir == !dir && s->rs != RS_DEAD;
+    if (s->len <= s->line_start)
+        return 0;
+    if (!s->classified && !(p->request_dir == !dir && s->rs != RS_DEAD))
+        return 0;
+    stream_raw(p, dir, why, s->error, 0, s->buf + s->line_start, s->len - s->line_start, NULL, 0);
+    s->truncated = 1;
+    stream_stop(p, dir, HTTP_END_TRUNCATED, why, s->error);
+    return 1;
 }
 
 void http_parser_eof(struct http_parser *p, int dir)
@@ -1959,15 +2002,13 @@ void http_parser_eof(struct http_parser *p, int dir)
         return;
     case PH_START:
     case PH_HEADERS:
-        if (s->len > s->line_start && eof_in_head_raw(p, dir)) {
-            /* The unfinished line is all some client may have kept. */
-            stream_raw(p, dir, "stream ended in head", s->error, 0, s->buf + s->line_start,
-                       s->len - s->line_start, NULL, 0);
-            s->truncated = 1;
+        if (!eof_in_line(p, dir))
             stream_stop(p, dir, HTTP_END_TRUNCATED, "stream ended in head", s->error);
-            return;
-        }
-        stream_stop(p, dir, HTTP_END_TRUNCATED, "stream ended in head", s->error);
+        return;
+    case PH_CHUNK_SIZE:
+    case PH_TRAILERS:
+        if (!eof_in_line(p, dir))
+            stream_stop(p, dir, HTTP_END_TRUNCATED, "stream ended in body", s->error);
         return;
     default:
         stream_stop(p, dir, HTTP_END_TRUNCATED, "stream ended in body", s->error);

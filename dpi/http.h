@@ -50,11 +50,11 @@ enum http_framing {
 /* What the streams carry once HTTP ends (struct http_head.tunnel). */
 enum http_tunnel {
     HTTP_TUNNEL_NONE = 0,
-    HTTP_TUNNEL_WEBSOCKET,   /* 101 to "Upgrade: websocket" */
-    HTTP_TUNNEL_H2C,         /* 101 to "Upgrade: h2c" */
-    HTTP_TUNNEL_H2C_PRIOR,   /* the client sent the HTTP/2 preface */
-    HTTP_TUNNEL_CONNECT,     /* 2xx to CONNECT: any protocol, often TLS */
-    HTTP_TUNNEL_OTHER,       /* 101 to another Upgrade token */
+    HTTP_TUNNEL_WEBSOCKET, /* 101 to "Upgrade: websocket" */
+    HTTP_TUNNEL_H2C,       /* 101 to "Upgrade: h2c" */
+    HTTP_TUNNEL_H2C_PRIOR, /* the client sent the HTTP/2 preface */
+    HTTP_TUNNEL_CONNECT,   /* 2xx to CONNECT: any protocol, often TLS */
+    HTTP_TUNNEL_OTHER,     /* 101 to another Upgrade token */
 };
 
 /* A request as remembered for pairing with its response. */
@@ -85,6 +85,9 @@ struct http_head {
     const char *host;
     const char *user_agent;
     const char *content_type;
+    const char *content_range;  /* of a 206 response: "bytes 0-99/1000" */
+    const char *ws_extensions;  /* Sec-WebSocket-Extensions (a 101's) */
+    const char *http2_settings; /* HTTP2-Settings (an Upgrade: h2c request's) */
     const char *content_encoding; /* every Content-Encoding value, joined by ", " */
     /* Transfer codings other than chunked and identity, in order, joined by
      * ", " ("gzip" for "gzip, chunked"): decode them before the content

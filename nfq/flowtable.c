@@ -358,6 +358,8 @@ static struct ft_flow *flow_create(struct nfq_flowtable *t, const struct nfq_pkt
         .sport = p->sport,
         .dport = p->dport,
         .tunnel = p->tunnel,
+        /* Opened by a SYN (or its answer): the streams start at byte 0. */
+        .from_start = p->l4proto == IPPROTO_TCP && (p->tcp_flags & REASM_SYN) != 0,
     };
     memcpy(meta.src, p->src, 16);
     memcpy(meta.dst, p->dst, 16);

@@ -15,7 +15,8 @@
  * body is a match on the body. Anything else in a condition (another rule's
  * name, an external variable, a module, "not", offsets, comparisons other
  * than a count from below) makes the rule uncertain: it decides only on the
- * whole body. Not understanding a rule is always the safe answer.
+ * whole body. So do strings that read the edges of the data they are given:
+ * regular expressions (^, $, \b) and the fullword modifier. Not understanding a rule is always the safe answer.
  *
  * The reader below is a small YARA lexer: it skips comments, meta values,
  * and string definitions (text, hex and regular expressions), and reads the
@@ -156,8 +157,10 @@ static int read_condition(struct lexer *lx)
 }
 
 /* Skips a rule's meta and strings sections up to "condition:". Returns 0
- * at "condition:", -1 at the end of the text or of the rule. */
-static int skip_to_condition(struct lexer *lx)
+ * at "condition:", -1 at the end of the text or of the rule. A string that
+ * reads the edges of the data (a regular expression: ^, $, \b; the
+ * fullword modifier) can match a piece and not the whole: *edges is set. */
+static int skip_to_condition(struct lexer *lx, int *edges)
 {
     const char *t;
     size_t n;
@@ -170,7 +173,10 @@ static int skip_to_condition(struct lexer *lx)
         }
         if (tok_is(t, n, "}"))
             return -1;
+        if (tok_is(t, n, "fullword"))
+            *edges = 1;
         if (*t == '"' || *t == '/') {
+            *edges |= *t == '/';
             lx->s = t;
             skip_quoted(lx, *t);
         } else if (*t == '{') {
@@ -209,7 +215,8 @@ void rules_yara_classify(const char *src, size_t len, rules_yara_classify_fn fn,
             ;
         if (n == 0)
             return;
-        int certain = skip_to_condition(&lx) == 0 && read_condition(&lx);
+        int edges = 0;
+        int certain = skip_to_condition(&lx, &edges) == 0 && read_condition(&lx) && !edges;
         fn(ctx, name, certain);
     }
 }

@@ -157,7 +157,8 @@ def framing():
     add("status-206-unasked", "framing",
         plain(headers=[cl(E), b"Content-Range: bytes 0-67/68"], status=b"HTTP/1.1 206 Partial"))
     add("http10-close", "framing", lambda r: [b"HTTP/1.0 200 OK\r\n\r\n" + E])
-    add("http11-nolength", "framing", lambda r: [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + E])
+    add("http11-nolength", "framing",
+        lambda r: [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + E])
     add("lf-only", "framing", plain(eol=b"\n"))
     add("bare-cr-header", "framing",
         lambda r: [b"HTTP/1.1 200 OK\r\nX-A: 1\rX-B: 2\r\nContent-Length: 68\r\n\r\n" + E])
@@ -176,7 +177,8 @@ def framing():
     add("cl-list", "framing", plain(headers=[b"Content-Length: 68, 1000"]))
     add("cl-list-same", "framing", plain(headers=[b"Content-Length: 68, 68"]))
     add("cl-two-diff", "framing", plain(headers=[b"Content-Length: 68", b"Content-Length: 1000"]))
-    add("cl-two-diff-rev", "framing", plain(headers=[b"Content-Length: 1000", b"Content-Length: 68"]))
+    add("cl-two-diff-rev", "framing",
+        plain(headers=[b"Content-Length: 1000", b"Content-Length: 68"]))
     add("cl-two-same", "framing", plain(headers=[b"Content-Length: 68", b"Content-Length: 68"]))
     add("cl-zeros", "framing", plain(headers=[b"Content-Length: 000068"]))
     add("cl-space-tail", "framing", plain(headers=[b"Content-Length: 68 "]))
@@ -446,7 +448,8 @@ def uploads():
        {"body": b'{"v": "' + json.dumps(E.decode()).encode()[1:-1].replace(b"$", b"\\u0024") +
         b'"}'})
     up("up-chunked", {"curl": ["curl", "-sS", "--max-time", "{t}", "-o", "/dev/null", "-H",
-                               "Transfer-Encoding: chunked", "-H", "Content-Type: application/octet-stream",
+                               "Transfer-Encoding: chunked", "-H",
+                               "Content-Type: application/octet-stream",
                                "--data-binary", "@{in}", "{url}"]},
        {"body": E})
     up("up-gzip-ce", raw(None, "application/octet-stream", ["Content-Encoding: gzip"]),

@@ -27,7 +27,13 @@ static const char *const types[] = {
     "application/octet-stream",
 };
 
-static const struct extract_limits limits = {3, 4u << 20, 100, 1u << 20, 64};
+static const struct extract_limits limits = {.depth = 3,
+                                             .total_bytes = 4u << 20,
+                                             .max_ratio = 100,
+                                             .ratio_after = 1u << 20,
+                                             .member_bytes = 256u << 10,
+                                             .max_members = 64,
+                                             .max_values = 8};
 
 struct record {
     uint64_t bytes;

@@ -32,7 +32,7 @@ struct record {
     int silent[2]; /* no callback may come for this direction any more */
     int framing[2];
     int64_t cl[2];
-    int role[2]; /* -1 unknown, else is_request of its heads */
+    int role[2];     /* -1 unknown, else is_request of its heads */
     int need_raw[2]; /* the last message ended in error: a raw head is owed */
     int tunnel;
 };

@@ -25,6 +25,9 @@ static void make_eicar(void)
 
 struct seen {
     int buffers, problems, found; /* found: buffers equal to EICAR */
+    int contains;                 /* buffers holding EICAR */
+    size_t last_len;
+    char last_what[EXTRACT_WHAT_MAX];
     char found_what[EXTRACT_WHAT_MAX];
     char last_problem[64];
     char problem_what[EXTRACT_WHAT_MAX];
@@ -35,6 +38,9 @@ static int on_buffer(void *ctx, const char *what, const uint8_t *p, size_t n)
 {
     struct seen *s = ctx;
     s->buffers++;
+    s->contains += memmem(p, n, eicar, 68) != NULL;
+    s->last_len = n;
+    snprintf(s->last_what, sizeof(s->last_what), "%s", what);
     if (n == 68 && memcmp(p, eicar, 68) == 0) {
         s->found++;
         snprintf(s->found_what, sizeof(s->found_what), "%s", what);
@@ -50,7 +56,13 @@ static void on_problem(void *ctx, const char *what, const char *reason)
     snprintf(s->problem_what, sizeof(s->problem_what), "%s", what);
 }
 
-static const struct extract_limits default_limits = {3, 64u << 20, 100, 16u << 20, 1000};
+static const struct extract_limits default_limits = {.depth = 3,
+                                                     .total_bytes = 64u << 20,
+                                                     .max_ratio = 100,
+                                                     .ratio_after = 16u << 20,
+                                                     .member_bytes = 16u << 20,
+                                                     .max_members = 1000,
+                                                     .max_values = 100};
 
 static int run(const void *body, size_t len, const char *ctype, const struct extract_limits *lim,
                struct seen *s)
@@ -279,9 +291,18 @@ static void test_bounds(void)
     /* Within the bounds the whole member is handed over. */
     lim = default_limits;
     lim.ratio_after = 32u << 20;
+    lim.member_bytes = 0;
     CHECK_EQ_INT(run(z, len, NULL, &lim, &s), 0);
     CHECK_EQ_INT(s.buffers, 2);
     CHECK_EQ_INT(s.problems, 0);
+    CHECK_EQ_INT(s.last_len, big);
+    /* A member longer than member_bytes: its first bytes, like a long body. */
+    lim.member_bytes = 1u << 20;
+    CHECK_EQ_INT(run(z, len, NULL, &lim, &s), 0);
+    CHECK_EQ_INT(s.buffers, 2);
+    CHECK_EQ_INT(s.problems, 0);
+    CHECK_EQ_INT(s.last_len, 1u << 20);
+    CHECK_EQ_STR(s.last_what, "zip:zeros.bin (cut)");
 
     lim = default_limits;
     lim.max_members = 1;
@@ -367,6 +388,16 @@ static void test_multipart(void)
     free(body2);
     free(full);
 
+    /* Data after a padding: Python stops, GNU base64 -d goes on. */
+    static const char blocks[] =
+        "--b\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        "YQ==\r\nWDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFO"
+        "VElWSVJVUy1URVNULUZJTEUhJEgrSCo=\r\n--b--\r\n";
+    CHECK_EQ_INT(run(blocks, strlen(blocks), "multipart/form-data; boundary=b", NULL, &s), 0);
+    CHECK_EQ_INT(s.buffers, 3);
+    CHECK_EQ_INT(s.contains, 1); /* "a" then EICAR */
+    CHECK_EQ_INT(s.found, 0);
+
     /* A plain part is a file on its own; a zip part is opened. */
     size_t zl;
     uint8_t *z = eicar_archive(F_ZIP, &zl);
@@ -445,9 +476,9 @@ static void test_json(void)
     CHECK_EQ_INT(s.buffers, 1);
     CHECK_EQ_INT(s.problems, 0);
 
-    /* Past max_members, values come joined in one buffer. */
+    /* Past max_values, values come joined in one buffer. */
     struct extract_limits lim = default_limits;
-    lim.max_members = 0;
+    lim.max_values = 0;
     CHECK_EQ_INT(run(body, o, NULL, &lim, &s), 0);
     CHECK_EQ_INT(s.buffers, 1);
     CHECK_EQ_STR(s.found_what, "");

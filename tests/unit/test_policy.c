@@ -714,8 +714,11 @@ static void test_window_certain(void)
         fprintf(f,
                 "rule %s : tag {\n meta:\n  note = \"condition: not } here\"\n strings:\n"
                 "  $a = \"WINDOW-A\" // $a\n  $b = { 57 49 4e [3] 2d 42 }\n"
-                "  $c = /x{1,2}}/\n condition:\n  (%s) or any of ($b, $c)\n}\n",
+                " condition:\n  (%s) or $b\n}\n",
                 cases[i].rule, cases[i].condition);
+    /* Strings that read the edges of the data: never certain on a piece. */
+    fprintf(f, "rule edge_regex { strings: $r = /x{1,2}}|WINDOW-B$/ condition: $r }\n"
+               "rule edge_word { strings: $w = \"WINDOW\" fullword condition: $w }\n");
     fclose(f);
     snprintf(yaml, sizeof(yaml), "yara:\n  builtin: false\n  rules: [%s]\n", path);
     struct rules_policy *p = rules_policy_parse("policy.yaml", yaml, strlen(yaml), 1, err,
@@ -732,7 +735,7 @@ static void test_window_certain(void)
     static const char buf[] = "..WINDOW-A..WINDOW-A..WINDOW-A..WINDOW-B";
     int n = rules_scan(s, (const uint8_t *)buf, sizeof(buf) - 1, m, RULES_MAX_MATCHES, err,
                        sizeof(err));
-    CHECK_EQ_INT(n, (int)(sizeof(cases) / sizeof(cases[0])));
+    CHECK_EQ_INT(n, (int)(sizeof(cases) / sizeof(cases[0])) + 2);
     for (int i = 0; i < n && i < RULES_MAX_MATCHES; i++) {
         int want = -1;
         for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
@@ -740,6 +743,12 @@ static void test_window_certain(void)
                 want = cases[k].certain;
         CHECK_EQ_INT(m[i].window_certain, want);
     }
+    static const char edges[] = "..xx}.. WINDOW ..";
+    n = rules_scan(s, (const uint8_t *)edges, sizeof(edges) - 1, m, RULES_MAX_MATCHES, err,
+                   sizeof(err));
+    CHECK_EQ_INT(n, 2);
+    for (int i = 0; i < n; i++)
+        CHECK_EQ_INT(m[i].window_certain, 0);
     rules_scanner_free(s);
     rules_policy_unref(p);
     unlink(path);

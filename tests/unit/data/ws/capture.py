@@ -2,7 +2,7 @@
 """Ground truth for WebSocket: python3-websockets 10.4 server and client on
 127.0.0.1 through relay.py; prints what each side's application received.
 
-ws_capture.py SCENARIO SERVER_PORT RELAY_PORT
+capture.py SCENARIO SERVER_PORT RELAY_PORT (capture.sh runs it)
 """
 import asyncio
 import json

@@ -35,7 +35,13 @@ struct http_state {
     char h2_settings[256];   /* of the last request asking for h2c */
     int h2_head;             /* that request was a HEAD */
     struct dpi_tunnel *tunnel;
+    /* The first bytes of each direction, until a message head was read in
+     * it: an HTTP/2 server speaks before the client's preface is known. */
+    struct sl_buf early[2];
+    uint8_t head_seen[2];
 };
+
+#define HTTP_EARLY_MAX 16384
 
 struct dpi_flow {
     struct dpi_flow_meta meta;
@@ -611,6 +617,7 @@ static void on_head(void *ctx, int dir, const struct http_head *h)
     } else if (h->status == 101) {
         copy_str(f->http->ws_extensions, sizeof(f->http->ws_extensions), h->ws_extensions);
     }
+    f->http->head_seen[dir] = 1;
     flow_msg_head(f, &f->http->msg[dir], dir, h);
 }
 
@@ -754,6 +761,8 @@ static void http_release(struct dpi_flow *f)
         if (f->http->msg[d].open && f->http->msg[d].has_body)
             body_release(f->e, &f->http->msg[d].body);
     tunnel_free(f->http->tunnel);
+    sl_buf_free(&f->http->early[0]);
+    sl_buf_free(&f->http->early[1]);
     http_parser_free(f->http->parser);
     free(f->http);
     f->http = NULL;
@@ -770,6 +779,8 @@ static int http_start(struct dpi_flow *f)
         f->kind[0] = f->kind[1] = KIND_DONE;
         return -1;
     }
+    sl_buf_init(&f->http->early[0], HTTP_EARLY_MAX);
+    sl_buf_init(&f->http->early[1], HTTP_EARLY_MAX);
     /* Seen from the handshake on: a response without a status line is
      * HTTP/0.9 (wget reads it), not the middle of a body. */
     if (f->meta.from_start)
@@ -779,9 +790,16 @@ static int http_start(struct dpi_flow *f)
 
 static void flow_dispatch(struct dpi_flow *f, int dir, const uint8_t *data, size_t len);
 
+/* Bytes [from, to) of stream d, if the early copy still holds them. */
+static const uint8_t *early_bytes(struct http_state *h, int d, uint64_t from, uint64_t to)
+{
+    if (from > to || to > h->early[d].len || h->early[d].data == NULL)
+        return from == to ? (const uint8_t *)"" : NULL;
+    return h->early[d].data + from;
+}
+
 /* The HTTP parser says both streams became a tunnel from start[d] on. The
- * bytes of dir from there are in p (this feed began at offset at); the
- * other direction has been fed up to its fed[] offset. */
+ * bytes of dir from at on are in p; the rest was fed before. */
 static void http_tunnel(struct dpi_flow *f, int dir, const uint8_t *p, size_t n, uint64_t at)
 {
     struct http_state *h = f->http;
@@ -790,19 +808,28 @@ static void http_tunnel(struct dpi_flow *f, int dir, const uint8_t *p, size_t n,
 
     if (!http_parser_tunnel(h->parser, &kind, start))
         return;
-    if (start[!dir] < h->fed[!dir] || start[dir] < at || start[dir] > at + n) {
-        /* Bytes of the tunnel were given to the parser before it knew: a
-         * peer that did not wait for the answer. */
-        raise_anomaly(f, start[dir] < at || start[dir] > at + n ? dir : !dir, "http",
+    /* What each direction sent of the tunnel before it was known. */
+    const uint8_t *before_other = early_bytes(h, !dir, start[!dir], h->fed[!dir]);
+    const uint8_t *before_dir = start[dir] < at ? early_bytes(h, dir, start[dir], at) : p;
+    if (before_other == NULL || before_dir == NULL || start[dir] > at + n) {
+        /* A peer that did not wait for the answer, past what was kept. */
+        raise_anomaly(f, before_other == NULL ? !dir : dir, "http",
                       "tunnel data sent before the answer");
         f->kind[0] = f->kind[1] = KIND_DONE;
         return;
     }
-    const uint8_t *rest = p + (start[dir] - at);
-    size_t left = n - (size_t)(start[dir] - at);
+    size_t other_n = (size_t)(h->fed[!dir] - start[!dir]);
+    size_t dir_early = start[dir] < at ? (size_t)(at - start[dir]) : 0;
+    const uint8_t *rest = start[dir] < at ? p : p + (start[dir] - at);
+    size_t left = start[dir] < at ? n : n - (size_t)(start[dir] - at);
     if (kind == HTTP_TUNNEL_CONNECT) {
         /* Whatever runs inside CONNECT is read like a new connection: HTTP
          * is parsed again, TLS gives its ClientHello. */
+        if (other_n > 0 || dir_early > 0) {
+            raise_anomaly(f, dir, "http", "tunnel data sent before the answer");
+            f->kind[0] = f->kind[1] = KIND_DONE;
+            return;
+        }
         http_release(f);
         f->kind[0] = f->kind[1] = KIND_NONE;
         if (left > 0)
@@ -821,8 +848,30 @@ static void http_tunnel(struct dpi_flow *f, int dir, const uint8_t *p, size_t n,
     }
     f->kind[0] = f->kind[1] = KIND_TUNNEL;
     f->app_proto = kind == HTTP_TUNNEL_WEBSOCKET ? "websocket" : "http2";
+    if (other_n > 0)
+        tunnel_feed(h->tunnel, !dir, before_other, other_n);
+    if (dir_early > 0)
+        tunnel_feed(h->tunnel, dir, before_dir, dir_early);
     if (left > 0)
         tunnel_feed(h->tunnel, dir, rest, left);
+    sl_buf_free(&h->early[0]);
+    sl_buf_free(&h->early[1]);
+}
+
+/* Keeps the first bytes of dir until a head was read in it. */
+static void keep_early(struct http_state *h, int dir, const uint8_t *p, size_t n)
+{
+    struct sl_buf *b = &h->early[dir];
+
+    if (h->head_seen[dir] || h->fed[dir] != b->len || b->len + n > b->limit) {
+        sl_buf_free(b);
+        b->limit = 0; /* never again: offsets would no longer match */
+        return;
+    }
+    if (sl_buf_append(b, p, n) < n) {
+        sl_buf_free(b);
+        b->limit = 0;
+    }
 }
 
 static void http_feed(struct dpi_flow *f, int dir, const uint8_t *p, size_t n)
@@ -830,6 +879,8 @@ static void http_feed(struct dpi_flow *f, int dir, const uint8_t *p, size_t n)
     if (f->http == NULL && http_start(f) != 0)
         return;
     uint64_t at = f->http->fed[dir];
+    if (f->http->early[dir].limit)
+        keep_early(f->http, dir, p, n);
     f->http->fed[dir] += n;
     http_parser_feed(f->http->parser, dir, p, n);
     http_tunnel(f, dir, p, n, at);

@@ -664,7 +664,11 @@ static void flow_tunnel(struct http_parser *p, int kind, int dir, uint64_t start
 {
     p->tunnel = kind;
     p->tunnel_start[dir] = start;
-    p->tunnel_start[!dir] = tunnel_start_of(&p->s[!dir]);
+    /* A server that spoke HTTP/2 before the client's preface was known
+     * never sent HTTP/1: its whole stream is the tunnel's. */
+    p->tunnel_start[!dir] = kind == HTTP_TUNNEL_H2C_PRIOR && !p->s[!dir].classified
+                                ? 0
+                                : tunnel_start_of(&p->s[!dir]);
     for (int d = 0; d < 2; d++)
         stream_stop(p, d, HTTP_END_TRUNCATED, "switched protocols", NULL);
 }

@@ -42,6 +42,8 @@ static void on_event(void *ctx, const struct dpi_event *ev)
     snprintf(s->proto[i], sizeof(s->proto[i]), "%s", ev->ndpi->proto);
     if (ev->alert)
         snprintf(s->sig[i], sizeof(s->sig[i]), "%s", ev->alert->signature);
+    if (ev->anomaly)
+        snprintf(s->sig[i], sizeof(s->sig[i]), "%s: %s", ev->anomaly->layer, ev->anomaly->reason);
     if (ev->body) {
         snprintf(s->sha[i], sizeof(s->sha[i]), "%s", ev->body->sha256);
         s->size[i] = ev->body->size;
@@ -578,8 +580,149 @@ static void test_unpacked(void)
     conv_close(&c);
 }
 
+static char data_dir[4096];
+
+static uint8_t *load(const char *name, size_t *n)
+{
+    char path[4352];
+    snprintf(path, sizeof(path), "%s/%s", data_dir, name);
+    FILE *fp = fopen(path, "rb");
+    CHECK(fp != NULL);
+    if (fp == NULL)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *p = malloc((size_t)len + 1);
+    *n = fread(p, 1, (size_t)len, fp);
+    p[*n] = 0;
+    fclose(fp);
+    return p;
+}
+
+/* WebSocket captured between python3-websockets client and server (plain,
+ * permessage-deflate with and without context takeover): the server's
+ * message with EICAR is found, nothing is an anomaly. */
+static void test_websocket(void)
+{
+    static const char *const names[] = {"plain", "deflate", "deflate_nct"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char file[64];
+        size_t nc, ns;
+        snprintf(file, sizeof(file), "ws/%s.c2s", names[i]);
+        uint8_t *c2s = load(file, &nc);
+        snprintf(file, sizeof(file), "ws/%s.s2c", names[i]);
+        uint8_t *s2c = load(file, &ns);
+        if (c2s == NULL || s2c == NULL)
+            return;
+        const uint8_t *end = memmem(c2s, nc, "\r\n\r\n", 4);
+        size_t head = end ? (size_t)(end + 4 - c2s) : nc;
+        struct conv c;
+        conv_open(&c, "");
+        send(&c, DPI_DIR_FWD, c2s, head);
+        /* The server's stream, then the client's frames after the 101. */
+        enum dpi_verdict v = DPI_PASS;
+        for (size_t off = 0; off < ns && v == DPI_PASS; off += 7)
+            v = send(&c, DPI_DIR_REV, s2c + off, ns - off < 7 ? ns - off : 7);
+        CHECK_EQ_INT(v, DPI_BLOCK);
+        CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+        CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ANOMALY), 0);
+        conv_close(&c);
+        free(c2s);
+        free(s2c);
+    }
+}
+
+/* HTTP/2 cleartext captured from curl and nghttpd (prior knowledge,
+ * Upgrade, gzip content coding, an upload), fed in capture order. */
+static void test_http2(void)
+{
+    static const char *const names[] = {"prior", "upgrade", "gzip", "upload", "pad"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char file[64];
+        size_t n[2], no;
+        uint8_t *s[2];
+        snprintf(file, sizeof(file), "h2/%s.c2s", names[i]);
+        s[0] = load(file, &n[0]);
+        snprintf(file, sizeof(file), "h2/%s.s2c", names[i]);
+        s[1] = load(file, &n[1]);
+        snprintf(file, sizeof(file), "h2/%s.order", names[i]);
+        char *order = (char *)load(file, &no);
+        if (s[0] == NULL || s[1] == NULL || order == NULL)
+            return;
+        struct conv c;
+        conv_open(&c, "");
+        size_t off[2] = {0, 0};
+        enum dpi_verdict v = DPI_PASS;
+        char *save = NULL;
+        for (char *l = strtok_r(order, "\n", &save); l && v == DPI_PASS;
+             l = strtok_r(NULL, "\n", &save)) {
+            int d;
+            size_t k;
+            if (sscanf(l, "%d %zu", &d, &k) != 2 || d < 0 || d > 1 || off[d] + k > n[d])
+                break;
+            v = send(&c, d ? DPI_DIR_REV : DPI_DIR_FWD, s[d] + off[d], k);
+            off[d] += k;
+        }
+        CHECK_EQ_INT(v, DPI_BLOCK);
+        CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+        CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ANOMALY), 0);
+        int an = find(&c.seen, DPI_EVENT_ANOMALY);
+        if (an >= 0)
+            fprintf(stderr, "  %s: %s\n", names[i], c.seen.sig[an]);
+        conv_close(&c);
+        free(s[0]);
+        free(s[1]);
+        free(order);
+    }
+}
+
+/* A file fetched in two Range requests: each part is harmless, the joined
+ * object is EICAR. */
+static void test_range_join(void)
+{
+    struct conv c;
+    char buf[512];
+    conv_open(&c, "");
+    get(&c, "/e.com");
+    int h = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-33/68\r\n"
+                     "Content-Length: 34\r\n\r\n%.34s",
+                     eicar);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, buf, (size_t)h), DPI_PASS);
+    get(&c, "/e.com");
+    h = snprintf(buf, sizeof(buf),
+                 "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 34-67/68\r\n"
+                 "Content-Length: 34\r\n\r\n%s",
+                 eicar + 34);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, buf, (size_t)h), DPI_BLOCK);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+    conv_close(&c);
+}
+
+/* A response without a status line, on a connection seen from its start,
+ * is HTTP/0.9: wget saves it. */
+static void test_http09(void)
+{
+    struct conv c;
+    struct dpi_flow_meta meta = {.flow_id = 9, .family = 4, .l4proto = 6, .sport = 40001,
+                                 .dport = 80, .from_start = 1};
+    conv_open(&c, "");
+    dpi_flow_free(c.e, c.f);
+    c.f = dpi_flow_new(c.e, &meta);
+    get(&c, "/");
+    send(&c, DPI_DIR_REV, eicar, 68);
+    CHECK_EQ_INT(dpi_flow_stream_end(c.e, c.f, DPI_DIR_REV, 1500000), DPI_BLOCK);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+    conv_close(&c);
+}
+
 int main(void)
 {
+    const char *srcdir = getenv("SRCDIR");
+
+    snprintf(data_dir, sizeof(data_dir), "%s/tests/unit/data",
+             srcdir != NULL && *srcdir != '\0' ? srcdir : ".");
     test_eicar_verdict_on_last_byte();
     test_inline_scans_while_arriving();
     test_audit_policy_does_not_block();
@@ -587,6 +730,10 @@ int main(void)
     test_upload();
     test_stacked_codings();
     test_unpacked();
+    test_websocket();
+    test_http2();
+    test_range_join();
+    test_http09();
     test_limits();
     test_memory_total();
     test_tls_hello();

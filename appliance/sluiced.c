@@ -111,8 +111,8 @@ static void summary(const char *what, const struct pcap_feed_stats *st, struct d
              what, (unsigned long long)st->frames, (unsigned long long)st->skipped,
              (unsigned long long)st->flows.flows_created, (unsigned long long)es.bodies,
              (unsigned long long)es.alerts, (unsigned long long)es.anomalies,
-             (double)st->frame_bytes / 1e6, st->seconds,
-             (double)st->frames / secs, (double)st->frame_bytes / 1e6 / secs);
+             (double)st->frame_bytes / 1e6, st->seconds, (double)st->frames / secs,
+             (double)st->frame_bytes / 1e6 / secs);
     if (st->flows.reasm_gaps)
         log_info("%s: %llu reassembly gaps (%llu bytes missing)", what,
                  (unsigned long long)st->flows.reasm_gaps,

@@ -50,7 +50,8 @@ void body_begin(struct dpi_engine *e, struct dpi_body *b, const char *content_en
         b->raw = 1;
     }
     snprintf(b->encoding, sizeof(b->encoding), "%s%s%s", content_encoding ? content_encoding : "",
-             content_encoding && transfer_coding ? ", " : "", transfer_coding ? transfer_coding : "");
+             content_encoding && transfer_coding ? ", " : "",
+             transfer_coding ? transfer_coding : "");
     e->stats.bodies++;
 }
 

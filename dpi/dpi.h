@@ -94,9 +94,9 @@ struct dpi_tls_facts {
 /* Something the engine cannot read with certainty: bytes a receiver may
  * read otherwise than sluice does, or cannot be decoded by sluice at all. */
 struct dpi_anomaly_facts {
-    const char *layer;  /* "tcp", "http", "body", "archive", "websocket", "http2" */
-    const char *reason; /* "two different Content-Length values" */
-    int to_server;      /* 1: in the client's bytes, 0: in the server's */
+    const char *layer;        /* "tcp", "http", "body", "archive", "websocket", "http2" */
+    const char *reason;       /* "two different Content-Length values" */
+    int to_server;            /* 1: in the client's bytes, 0: in the server's */
     enum rules_action action; /* what the policy asks for */
 };
 
@@ -123,9 +123,9 @@ struct dpi_flow_stats {
 /* --- events ---------------------------------------------------------------- */
 
 enum dpi_event_type {
-    DPI_EVENT_FLOW,  /* the flow ended: ndpi + stats */
-    DPI_EVENT_HTTP,  /* a transaction, or one body of it (fileinfo) */
-    DPI_EVENT_TLS,   /* a ClientHello */
+    DPI_EVENT_FLOW,    /* the flow ended: ndpi + stats */
+    DPI_EVENT_HTTP,    /* a transaction, or one body of it (fileinfo) */
+    DPI_EVENT_TLS,     /* a ClientHello */
     DPI_EVENT_ALERT,   /* a YARA or policy match */
     DPI_EVENT_ANOMALY, /* bytes the engine cannot read with certainty */
 };

@@ -52,10 +52,10 @@ struct dpi_body {
     int unread;            /* out of memory: the rest of the body is not inspected */
     body_window_fn window;
     void *window_ctx;
-    int scanned;           /* the scan at the end ran */
-    size_t streamed;       /* kept bytes already seen by scans while arriving */
-    const char *problem;   /* first problem met, or NULL */
-    const char *anomaly;   /* what cannot be read with certainty, or NULL */
+    int scanned;         /* the scan at the end ran */
+    size_t streamed;     /* kept bytes already seen by scans while arriving */
+    const char *problem; /* first problem met, or NULL */
+    const char *anomaly; /* what cannot be read with certainty, or NULL */
     int anomaly_raised;
 };
 
@@ -102,8 +102,8 @@ void flow_msg_body(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_
 void flow_msg_end(struct dpi_flow *f, struct http_msg *m, int dir, enum http_end how,
                   const char *why);
 /* A whole message of a tunnel (a WebSocket message): scanned, unpacked. */
-void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p,
-                       size_t n, const char *what);
+void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p, size_t n,
+                       const char *what);
 void flow_anomaly(struct dpi_flow *f, int dir, const char *layer, const char *reason);
 struct dpi_engine *flow_engine(const struct dpi_flow *f);
 

@@ -30,7 +30,7 @@ enum stream_kind {
 struct http_state {
     struct http_parser *parser;
     struct http_msg msg[2];
-    uint64_t fed[2];       /* stream offsets given to the parser (bytes and gaps) */
+    uint64_t fed[2];         /* stream offsets given to the parser (bytes and gaps) */
     char ws_extensions[256]; /* of the last 101 */
     char h2_settings[256];   /* of the last request asking for h2c */
     int h2_head;             /* that request was a HEAD */
@@ -160,7 +160,8 @@ static void raise_anomaly(struct dpi_flow *f, int dir, const char *layer, const 
     struct dpi_http_facts hf;
     int have_http = 0;
     http_facts_of_dir(f, dir, &hf, &have_http);
-    struct dpi_event ev = {.type = DPI_EVENT_ANOMALY, .anomaly = &a, .http = have_http ? &hf : NULL};
+    struct dpi_event ev = {
+        .type = DPI_EVENT_ANOMALY, .anomaly = &a, .http = have_http ? &hf : NULL};
     f->e->stats.anomalies++;
     if (a.action == RULES_ACTION_BLOCK)
         f->verdict = DPI_BLOCK;
@@ -189,14 +190,13 @@ static void ndpi_alerts(struct dpi_flow *f)
             continue;
         hits &= ~(1ULL << bit);
         snprintf(sig, sizeof(sig), "nDPI risk: %s", dpi_risk_name(bit));
-        struct dpi_alert_facts a = {sig, "ndpi-risk", dpi_risk_severity(bit),
-                                    e->policy->ndpi.action, "ndpi", NULL};
+        struct dpi_alert_facts a = {
+            sig, "ndpi-risk", dpi_risk_severity(bit), e->policy->ndpi.action, "ndpi", NULL};
         raise_alert(f, &a, NULL, NULL);
     }
     if (f->proto.category < 256 && e->alert_category[f->proto.category]) {
         snprintf(sig, sizeof(sig), "nDPI category: %s", f->ndpi.category);
-        struct dpi_alert_facts a = {sig, "ndpi-category", 2, e->policy->ndpi.action, "ndpi",
-                                    NULL};
+        struct dpi_alert_facts a = {sig, "ndpi-category", 2, e->policy->ndpi.action, "ndpi", NULL};
         raise_alert(f, &a, NULL, NULL);
     }
 }
@@ -416,8 +416,12 @@ static void body_alerts(struct dpi_flow *f, struct http_msg *m, const struct rul
             continue;
         if (m->nalerted < RULES_MAX_MATCHES)
             m->alerted[m->nalerted++] = key;
-        struct dpi_alert_facts a = {matches[i].rule, matches[i].category, matches[i].severity,
-                                    f->e->policy->yara.action, "yara", member};
+        struct dpi_alert_facts a = {matches[i].rule,
+                                    matches[i].category,
+                                    matches[i].severity,
+                                    f->e->policy->yara.action,
+                                    "yara",
+                                    member};
         raise_alert(f, &a, &hf, bf);
     }
 }
@@ -649,8 +653,7 @@ static void on_body(void *ctx, int dir, const uint8_t *p, size_t n)
 
 /* A 206 part: joined with the other parts of the same object this client
  * fetched, and the whole object scanned once complete. */
-static void join_range(struct dpi_flow *f, struct http_msg *m, int dir,
-                       struct dpi_body_facts *bf)
+static void join_range(struct dpi_flow *f, struct http_msg *m, int dir, struct dpi_body_facts *bf)
 {
     struct dpi_body *b = &m->body;
     uint64_t first, last, total;
@@ -664,8 +667,8 @@ static void join_range(struct dpi_flow *f, struct http_msg *m, int dir,
     struct join_key k = {.host = m->host, .uri = m->uri};
     memcpy(k.client, cd == DPI_DIR_FWD ? f->meta.src : f->meta.dst, 16);
     memcpy(k.server, cd == DPI_DIR_FWD ? f->meta.dst : f->meta.src, 16);
-    const uint8_t *whole = join_part(f->e->joins, &k, first, total, b->keep.data, b->keep.len,
-                                     f->now);
+    const uint8_t *whole =
+        join_part(f->e->joins, &k, first, total, b->keep.data, b->keep.len, f->now);
     if (whole == NULL)
         return;
     struct derived_ctx d = {f, m, dir, bf};
@@ -682,8 +685,8 @@ void flow_msg_end(struct dpi_flow *f, struct http_msg *m, int dir, enum http_end
     m->open = 0;
     if (m->has_body) {
         struct dpi_body_facts bf;
-        enum dpi_body_state state = how == HTTP_END_OK && !m->raw ? DPI_BODY_COMPLETE
-                                                                  : DPI_BODY_INCOMPLETE;
+        enum dpi_body_state state =
+            how == HTTP_END_OK && !m->raw ? DPI_BODY_COMPLETE : DPI_BODY_INCOMPLETE;
         body_finish(f->e, &m->body, state, &bf);
         bf.to_server = m->is_request;
         body_anomaly(f, dir, m);
@@ -720,12 +723,12 @@ static void on_end(void *ctx, int dir, enum http_end how, const char *why)
     flow_msg_end(f, &f->http->msg[dir], dir, how, why);
 }
 
-void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p,
-                       size_t n, const char *what)
+void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p, size_t n,
+                       const char *what)
 {
     struct derived_ctx d = {f, m, dir, NULL};
-    struct dpi_body_facts bf = {.to_server = dir == client_dir(f), .size = n,
-                                .state = DPI_BODY_COMPLETE};
+    struct dpi_body_facts bf = {
+        .to_server = dir == client_dir(f), .size = n, .state = DPI_BODY_COMPLETE};
 
     d.bf = &bf;
     if (f->e->scanner == NULL || n == 0 || f->verdict == DPI_BLOCK)

@@ -666,9 +666,8 @@ static void flow_tunnel(struct http_parser *p, int kind, int dir, uint64_t start
     p->tunnel_start[dir] = start;
     /* A server that spoke HTTP/2 before the client's preface was known
      * never sent HTTP/1: its whole stream is the tunnel's. */
-    p->tunnel_start[!dir] = kind == HTTP_TUNNEL_H2C_PRIOR && !p->s[!dir].classified
-                                ? 0
-                                : tunnel_start_of(&p->s[!dir]);
+    p->tunnel_start[!dir] =
+        kind == HTTP_TUNNEL_H2C_PRIOR && !p->s[!dir].classified ? 0 : tunnel_start_of(&p->s[!dir]);
     for (int d = 0; d < 2; d++)
         stream_stop(p, d, HTTP_END_TRUNCATED, "switched protocols", NULL);
 }
@@ -1331,9 +1330,7 @@ static void field_done(struct http_parser *p, int dir)
 static void field_fold(struct http_parser *p, int dir, const uint8_t *l, size_t n)
 {
     struct http_stream *s = &p->s[dir];
-    size_t room =
-        kept_string(s->field_kind) ? HTTP_KEPT_MAX
-            : HTTP_MAX_LINE;
+    size_t room = kept_string(s->field_kind) ? HTTP_KEPT_MAX : HTTP_MAX_LINE;
 
     trim_ows(&l, &n);
     if (s->field_kind != F_OTHER && n > 0 && s->field_vlen < room) {

@@ -85,9 +85,9 @@ struct http_head {
     const char *host;
     const char *user_agent;
     const char *content_type;
-    const char *content_range;  /* of a 206 response: "bytes 0-99/1000" */
-    const char *ws_extensions;  /* Sec-WebSocket-Extensions (a 101's) */
-    const char *http2_settings; /* HTTP2-Settings (an Upgrade: h2c request's) */
+    const char *content_range;    /* of a 206 response: "bytes 0-99/1000" */
+    const char *ws_extensions;    /* Sec-WebSocket-Extensions (a 101's) */
+    const char *http2_settings;   /* HTTP2-Settings (an Upgrade: h2c request's) */
     const char *content_encoding; /* every Content-Encoding value, joined by ", " */
     /* Transfer codings other than chunked and identity, in order, joined by
      * ", " ("gzip" for "gzip, chunked"): decode them before the content

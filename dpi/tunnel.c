@@ -28,7 +28,7 @@
 
 struct h2_msg {
     int32_t id;
-    int dir; /* flow direction */
+    int dir;                          /* flow direction */
     struct http_request_info request; /* the stream's request, for its response */
     struct http_msg m;
 };

@@ -108,7 +108,7 @@ static const struct key keys[] = {
     K_SIZE("limits.decoded", limits.decoded, "4GiB", MiB, 1024 * GiB),
     K_COUNT("limits.decoded_ratio", limits.decoded_ratio, "100", 2, 100000),
     K_COUNT("limits.archive_depth", limits.archive_depth, "3", 0, 16),
-    K_SIZE("limits.archive_bytes", limits.archive_bytes, "64MiB", 0, 16 * GiB),
+    K_SIZE("limits.archive_bytes", limits.archive_bytes, "512MiB", 0, 16 * GiB),
 
     K_ENUM("http.anomaly", http.anomaly, "block", actions),
     K_ENUM("tcp.anomaly", tcp.anomaly, "block", actions),

@@ -182,10 +182,10 @@ struct rules_yara;    /* compiled rules, shared read-only by all threads */
 struct rules_scanner; /* one per thread */
 
 struct rules_match {
-    char rule[128];    /* rule identifier */
-    char ns[64];       /* namespace: "builtin" or the file it came from */
-    char category[64]; /* rule meta "category", default "malware" */
-    int severity;      /* rule meta "severity", default 1 (highest) */
+    char rule[128];     /* rule identifier */
+    char ns[64];        /* namespace: "builtin" or the file it came from */
+    char category[64];  /* rule meta "category", default "malware" */
+    int severity;       /* rule meta "severity", default 1 (highest) */
     int window_certain; /* the rule only asks that strings occur: a match on a
                            piece of a body is a match on the whole body */
 };

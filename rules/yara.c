@@ -60,7 +60,7 @@ static const char builtin_rules[] =
 struct rules_yara {
     YR_RULES *rules;
     unsigned count;
-    uint8_t *window_certain; /* by rule index: a match on a piece proves the body */
+    uint8_t *window_certain;          /* by rule index: a match on a piece proves the body */
     char *warnings[MAX_WARNINGS + 1]; /* the last slot says how many were dropped */
     unsigned nwarnings, dropped;
 };

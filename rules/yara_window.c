@@ -16,7 +16,8 @@
  * name, an external variable, a module, "not", offsets, comparisons other
  * than a count from below) makes the rule uncertain: it decides only on the
  * whole body. So do strings that read the edges of the data they are given:
- * regular expressions (^, $, \b) and the fullword modifier. Not understanding a rule is always the safe answer.
+ * regular expressions (^, $, \b) and the fullword modifier. Not understanding a rule is always the
+ * safe answer.
  *
  * The reader below is a small YARA lexer: it skips comments, meta values,
  * and string definitions (text, hex and regular expressions), and reads the
@@ -87,7 +88,8 @@ static size_t next_token(struct lexer *lx, const char **tok)
         p++;
         while (p < lx->end && (is_ident(*p) || *p == '*'))
             p++;
-    } else if (lx->end - p >= 2 && ((p[0] == '.' && p[1] == '.') || (p[1] == '=' && strchr("<>=!", p[0])))) {
+    } else if (lx->end - p >= 2 &&
+               ((p[0] == '.' && p[1] == '.') || (p[1] == '=' && strchr("<>=!", p[0])))) {
         p += 2;
     } else {
         p++;

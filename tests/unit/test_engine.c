@@ -523,9 +523,9 @@ static void test_stacked_codings(void)
     size_t n2 = gzip_bytes(once, n1, twice, sizeof(twice), 15); /* zlib around gzip */
 
     conv_open(&c, "");
-    CHECK_EQ_INT(exchange(&c, 0, "Content-Encoding: gzip\r\nContent-Encoding: deflate\r\n", twice,
-                          n2),
-                 DPI_BLOCK);
+    CHECK_EQ_INT(
+        exchange(&c, 0, "Content-Encoding: gzip\r\nContent-Encoding: deflate\r\n", twice, n2),
+        DPI_BLOCK);
     CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
     CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ANOMALY), 0);
     conv_close(&c);
@@ -700,13 +700,35 @@ static void test_range_join(void)
     conv_close(&c);
 }
 
+/* HTTP inside a CONNECT tunnel is parsed like a connection of its own. */
+static void test_connect(void)
+{
+    struct conv c;
+    char buf[512];
+    static const char connect[] =
+        "CONNECT files.example:80 HTTP/1.1\r\nHost: files.example:80\r\n\r\n";
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    static const char inner[] = "GET /e.com HTTP/1.1\r\nHost: files.example\r\n\r\n";
+
+    conv_open(&c, "");
+    send(&c, DPI_DIR_FWD, connect, sizeof(connect) - 1);
+    send(&c, DPI_DIR_REV, ok, sizeof(ok) - 1);
+    send(&c, DPI_DIR_FWD, inner, sizeof(inner) - 1);
+    int h = snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\nContent-Length: 68\r\n\r\n%s", eicar);
+    CHECK_EQ_INT(send(&c, DPI_DIR_REV, buf, (size_t)h), DPI_BLOCK);
+    int a = find(&c.seen, DPI_EVENT_ALERT);
+    CHECK(a >= 0 && strcmp(c.seen.url[a], "/e.com") == 0);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ANOMALY), 0);
+    conv_close(&c);
+}
+
 /* A response without a status line, on a connection seen from its start,
  * is HTTP/0.9: wget saves it. */
 static void test_http09(void)
 {
     struct conv c;
-    struct dpi_flow_meta meta = {.flow_id = 9, .family = 4, .l4proto = 6, .sport = 40001,
-                                 .dport = 80, .from_start = 1};
+    struct dpi_flow_meta meta = {
+        .flow_id = 9, .family = 4, .l4proto = 6, .sport = 40001, .dport = 80, .from_start = 1};
     conv_open(&c, "");
     dpi_flow_free(c.e, c.f);
     c.f = dpi_flow_new(c.e, &meta);
@@ -733,6 +755,7 @@ int main(void)
     test_websocket();
     test_http2();
     test_range_join();
+    test_connect();
     test_http09();
     test_limits();
     test_memory_total();

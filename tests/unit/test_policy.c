@@ -248,14 +248,16 @@ static void test_errors(void)
     struct rules_policy *p;
 
     /* Keys. */
-    CHECK_PARSE_ERR("yara:\n  timeout: 5s\nyarra:\n  rules: x\n",
-                    "policy.yaml:3:1: unknown key 'yarra' (known: yara, limits, http, tcp, ndpi, events, "
-                    "inline, containers, tls, compromise, control)");
+    CHECK_PARSE_ERR(
+        "yara:\n  timeout: 5s\nyarra:\n  rules: x\n",
+        "policy.yaml:3:1: unknown key 'yarra' (known: yara, limits, http, tcp, ndpi, events, "
+        "inline, containers, tls, compromise, control)");
     CHECK_PARSE_ERR("yara:\n  rule: x.yar\n", "policy.yaml:2:3: unknown key 'rule' in yara "
                                               "(known: rules, builtin, timeout, action)");
-    CHECK_PARSE_ERR("yara.rules: x.yar\n",
-                    "policy.yaml:1:1: unknown key 'yara.rules' (known: "
-                    "yara, limits, http, tcp, ndpi, events, inline, containers, tls, compromise, control)");
+    CHECK_PARSE_ERR(
+        "yara.rules: x.yar\n",
+        "policy.yaml:1:1: unknown key 'yara.rules' (known: "
+        "yara, limits, http, tcp, ndpi, events, inline, containers, tls, compromise, control)");
     CHECK_PARSE_ERR("limits:\n  body: 1MiB\nlimits:\n  flows: 10\n",
                     "policy.yaml:3:1: duplicate key 'limits' (first at 1:1)");
     CHECK_PARSE_ERR("limits: {body: 1MiB, body: 2MiB}\n",
@@ -721,8 +723,8 @@ static void test_window_certain(void)
                "rule edge_word { strings: $w = \"WINDOW\" fullword condition: $w }\n");
     fclose(f);
     snprintf(yaml, sizeof(yaml), "yara:\n  builtin: false\n  rules: [%s]\n", path);
-    struct rules_policy *p = rules_policy_parse("policy.yaml", yaml, strlen(yaml), 1, err,
-                                                sizeof(err));
+    struct rules_policy *p =
+        rules_policy_parse("policy.yaml", yaml, strlen(yaml), 1, err, sizeof(err));
     CHECK(p != NULL);
     if (p == NULL) {
         fprintf(stderr, "  %s\n", err);

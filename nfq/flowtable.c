@@ -383,8 +383,15 @@ static struct ft_flow *flow_create(struct nfq_flowtable *t, const struct nfq_pkt
  */
 static int is_reuse(const struct ft_flow *f, const struct nfq_pkt *p)
 {
-    return p->has_tcp && (p->tcp_flags & (REASM_SYN | REASM_ACK)) == REASM_SYN && f->ended[0] &&
-           f->ended[1];
+    if (!p->has_tcp || (p->tcp_flags & (REASM_SYN | REASM_ACK)) != REASM_SYN || !f->ended[0] ||
+        !f->ended[1])
+        return 0;
+    /* The client's SYN again, retransmitted: the connection sluice reset,
+     * which the client, still in SYN-SENT, tries again. */
+    uint32_t seq = ((uint32_t)p->tcp[4] << 24) | ((uint32_t)p->tcp[5] << 16) |
+                   ((uint32_t)p->tcp[6] << 8) | p->tcp[7];
+    const struct reasm_side *c = &f->tc.side[DPI_DIR_FWD];
+    return !(f->df == NULL && c->syn && seq == c->isn);
 }
 
 /* The segment as reassembly reads it. Its checksum counts only where the

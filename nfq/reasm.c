@@ -1017,6 +1017,11 @@ static int check_handshake(const struct conn_op *o, const struct reasm_side *me,
 static int check_ack(struct conn_op *o, const struct reasm_side *me, const struct reasm_side *peer,
                      const struct reasm_tcp *t, int *doubt)
 {
+    /* RFC 5961 as tcp_ack applies it: an ack older than snd_una minus the
+     * largest window is dropped on the slow path, while the fast path has
+     * queued the data already: either may happen. */
+    if (me->acked && seq_after(me->ack_hi - me->max_win, t->ack))
+        *doubt = 1;
     if (!peer->sent || !seq_after(t->ack, peer->snd_end))
         return 1;
     if (o->c->passive) {
@@ -1090,14 +1095,20 @@ static void side_learn(const struct reasm_side *peer, struct reasm_side *me,
     }
     if (!(t->flags & REASM_ACK))
         return;
+    if (!me->acked || seq_after(t->ack, me->ack_hi))
+        me->ack_hi = t->ack;
+    me->acked = 1;
     /* A window is scaled once both SYNs asked for it, never in a SYN; with
      * the handshake unseen, the scale is unknown and the edge too. */
     if (t->flags & REASM_SYN || handshake_seen(me, peer)) {
         unsigned scale = !(t->flags & REASM_SYN) && me->syn_ws && peer->syn_ws ? me->ws : 0;
-        uint32_t edge = t->ack + ((uint32_t)t->window << scale);
+        uint32_t win = (uint32_t)t->window << scale;
+        uint32_t edge = t->ack + win;
         if (!me->advertised || seq_after(edge, me->adv_edge))
             me->adv_edge = edge;
         me->advertised = 1;
+        if (win > me->max_win)
+            me->max_win = win;
     }
     if (t->has_ts && (!me->echoed || (int32_t)(t->tsecr - me->tsecr) > 0)) {
         me->tsecr = t->tsecr;
@@ -1150,6 +1161,7 @@ static void take_conn_syn(struct conn_op *o, struct reasm_side *me, struct reasm
     me->syn_ws = t->has_ws;
     me->ws = t->has_ws ? t->ws : 0;
     me->syn_md5 = t->has_md5;
+    me->syn_tfo = t->has_tfo;
     conn_stream(o, o->dir, t->seq, REASM_SYN, NULL, 0, NULL);
     side_learn(peer, me, t);
     if (t->len > 0 && !synack) {
@@ -1160,6 +1172,13 @@ static void take_conn_syn(struct conn_op *o, struct reasm_side *me, struct reasm
         } else {
             co_anomaly(o, o->dir, "data in a SYN not kept");
         }
+    } else if (t->len > 0 && peer->syn_tfo &&
+               t->ack == peer->isn + 1 + (uint32_t)peer->syn_len) {
+        /* tcp_rcv_fastopen_synack: a Fast Open client queues the SYN-ACK's
+         * data once its own SYN data (if any) is acknowledged. It is read
+         * before any request: no server of ours sends it. */
+        conn_stream(o, o->dir, t->seq + 1, REASM_ACK, t->payload, t->len, NULL);
+        co_anomaly(o, o->dir, "data in a SYN-ACK to a Fast Open client");
     } else if (t->len > 0) {
         o->pool->dropped++;
     }

@@ -153,6 +153,10 @@ struct reasm_side {
     uint32_t ts_hi;    /* highest TSval it sent */
     uint8_t syn, synack, sent, advertised, echoed, ts_seen;
     uint8_t syn_ts, syn_ws, syn_md5, ws;
+    uint8_t syn_tfo;   /* its SYN had a Fast Open option */
+    uint8_t acked;     /* ack_hi is valid */
+    uint32_t ack_hi;   /* highest ack it sent */
+    uint32_t max_win;  /* largest window it advertised, scaled */
     uint8_t csum_good; /* one of its packets had a right checksum */
     uint8_t reset;     /* its RST ended the connection */
     uint8_t doubt_full;

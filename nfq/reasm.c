@@ -1172,8 +1172,7 @@ static void take_conn_syn(struct conn_op *o, struct reasm_side *me, struct reasm
         } else {
             co_anomaly(o, o->dir, "data in a SYN not kept");
         }
-    } else if (t->len > 0 && peer->syn_tfo &&
-               t->ack == peer->isn + 1 + (uint32_t)peer->syn_len) {
+    } else if (t->len > 0 && peer->syn_tfo && t->ack == peer->isn + 1 + (uint32_t)peer->syn_len) {
         /* tcp_rcv_fastopen_synack: a Fast Open client queues the SYN-ACK's
          * data once its own SYN data (if any) is acknowledged. It is read
          * before any request: no server of ours sends it. */

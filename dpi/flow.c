@@ -542,7 +542,8 @@ static void derived_problem(void *ctx, const char *what, const char *reason)
 /* Members of archives, multipart parts, form and JSON values of a buffer:
  * each scanned as a file of its own. */
 static void unpack_buffer(struct dpi_flow *f, struct http_msg *m, int dir,
-                          struct dpi_body_facts *bf, const uint8_t *p, size_t n, unsigned flags)
+                          struct dpi_body_facts *bf, const uint8_t *p, size_t n,
+                          const char *content_type, unsigned flags)
 {
     const struct rules_policy *pol = f->e->policy;
     struct derived_ctx d = {f, m, dir, bf};
@@ -556,8 +557,7 @@ static void unpack_buffer(struct dpi_flow *f, struct http_msg *m, int dir,
         .max_values = 100,
     };
 
-    extract_body(p, n, m->content_type[0] ? m->content_type : NULL, flags, &lim, scan_derived,
-                 derived_problem, &d);
+    extract_body(p, n, content_type, flags, &lim, scan_derived, derived_problem, &d);
 }
 
 /* What the receiver unpacks from a body that fits in one window (a longer
@@ -570,7 +570,26 @@ static void scan_unpacked(struct dpi_flow *f, struct http_msg *m, int dir,
     if (f->e->scanner == NULL || b->keep.len == 0 || b->windows > 0 || f->verdict == DPI_BLOCK)
         return;
     unpack_buffer(f, m, dir, bf, b->keep.data, b->keep.len,
+                  m->content_type[0] ? m->content_type : NULL,
                   bf->state == DPI_BODY_COMPLETE ? 0 : EXTRACT_TRUNCATED);
+}
+
+/* The query of a request target: a server application decodes its values
+ * (percent-encoding, '+') like those of a form, so they are files too. */
+static void scan_query(struct dpi_flow *f, struct http_msg *m, int dir, const char *uri)
+{
+    const char *q = strchr(uri, '?');
+    struct dpi_body_facts bf = {.to_server = 1, .state = DPI_BODY_COMPLETE};
+    struct derived_ctx d = {f, m, dir, &bf};
+
+    if (q == NULL || q[1] == '\0' || f->e->scanner == NULL || f->verdict == DPI_BLOCK)
+        return;
+    size_t n = strlen(q + 1);
+    bf.size = n;
+    scan_derived(&d, "query", (const uint8_t *)q + 1, n);
+    if (f->verdict != DPI_BLOCK)
+        unpack_buffer(f, m, dir, &bf, (const uint8_t *)q + 1, n,
+                      "application/x-www-form-urlencoded", 0);
 }
 
 void flow_msg_head(struct dpi_flow *f, struct http_msg *m, int dir, const struct http_head *h)
@@ -608,6 +627,8 @@ void flow_msg_head(struct dpi_flow *f, struct http_msg *m, int dir, const struct
         m->body.window_ctx = m;
     }
     f->app_proto = "http";
+    if (h->is_request && h->uri)
+        scan_query(f, m, dir, h->uri);
 }
 
 static void on_head(void *ctx, int dir, const struct http_head *h)
@@ -675,6 +696,32 @@ static void join_range(struct dpi_flow *f, struct http_msg *m, int dir, struct d
     scan_derived(&d, "joined 206 parts", whole, (size_t)total);
 }
 
+/* The seam between this response body and the previous one the client
+ * got from the same server: a file split over two responses. Only rules a
+ * piece proves act: the seam is a piece of a file the client may build. */
+static void scan_seam(struct dpi_flow *f, struct http_msg *m, int dir, struct dpi_body_facts *bf)
+{
+    struct dpi_body *b = &m->body;
+    uint8_t seam[2 * JOIN_SEAM];
+    struct rules_match matches[RULES_MAX_MATCHES];
+    int cd = client_dir(f);
+
+    if (m->is_request || m->raw || b->windows > 0 || b->keep.len == 0 ||
+        bf->state != DPI_BODY_COMPLETE || f->e->scanner == NULL || !f->e->window_rules)
+        return;
+    /* A body that matched already leaves no tail: its match is reported. */
+    size_t prev = join_seam(f->e->joins, cd == DPI_DIR_FWD ? f->meta.src : f->meta.dst,
+                            cd == DPI_DIR_FWD ? f->meta.dst : f->meta.src, b->keep.data,
+                            m->nalerted ? 0 : b->keep.len, seam, f->now);
+    if (prev == 0 || f->verdict == DPI_BLOCK)
+        return;
+    size_t head = b->keep.len < JOIN_SEAM ? b->keep.len : JOIN_SEAM;
+    memcpy(seam + prev, b->keep.data, head);
+    int n = scan_bytes(f, m, seam, prev + head, matches);
+    if (n > 0)
+        body_alerts(f, m, matches, n, bf, 1, "seam of two responses");
+}
+
 void flow_msg_end(struct dpi_flow *f, struct http_msg *m, int dir, enum http_end how,
                   const char *why)
 {
@@ -703,6 +750,7 @@ void flow_msg_end(struct dpi_flow *f, struct http_msg *m, int dir, enum http_end
             scan_kept(f, m, &bf);
             scan_unpacked(f, m, dir, &bf);
             join_range(f, m, dir, &bf);
+            scan_seam(f, m, dir, &bf);
         }
         http_facts(m, &hf);
         struct dpi_event ev = {.type = DPI_EVENT_HTTP, .http = &hf, .body = empty ? NULL : &bf};
@@ -736,7 +784,7 @@ void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const ui
     m->nalerted = 0;
     scan_derived(&d, what, p, n);
     if (f->verdict != DPI_BLOCK)
-        unpack_buffer(f, m, dir, &bf, p, n, 0);
+        unpack_buffer(f, m, dir, &bf, p, n, m->content_type[0] ? m->content_type : NULL, 0);
 }
 
 void flow_anomaly(struct dpi_flow *f, int dir, const char *layer, const char *reason)

@@ -27,10 +27,17 @@ struct join_obj {
     uint64_t last_us;
 };
 
+struct join_seam {
+    uint8_t client[16], server[16];
+    uint8_t tail[JOIN_SEAM];
+    size_t n;
+    uint64_t last_us;
+};
+
 struct join_table {
     struct join_obj *objs[JOIN_MAX_OBJECTS];
+    struct join_seam seams[JOIN_MAX_OBJECTS];
     uint64_t max_object, idle_us, held;
-    uint8_t *done; /* the object handed back by the last join_part() */
 };
 
 static int read_number(const char **s, uint64_t *out)
@@ -100,7 +107,6 @@ void join_free(struct join_table *t)
         return;
     for (unsigned i = 0; i < JOIN_MAX_OBJECTS; i++)
         obj_free(t, t->objs[i]);
-    free(t->done);
     free(t);
 }
 
@@ -196,8 +202,6 @@ static int add_piece(struct join_obj *o, uint64_t from, uint64_t to)
 const uint8_t *join_part(struct join_table *t, const struct join_key *k, uint64_t first,
                          uint64_t total, const uint8_t *p, size_t n, uint64_t now_us)
 {
-    free(t->done);
-    t->done = NULL;
     if (n == 0 || total == 0 || total > t->max_object || first >= total || n > total - first)
         return NULL;
     struct join_obj *o = obj_get(t, k, total, now_us);
@@ -214,12 +218,40 @@ const uint8_t *join_part(struct join_table *t, const struct join_key *k, uint64_
     }
     if (!(o->npieces == 1 && o->pieces[0].from == 0 && o->pieces[0].to == total))
         return NULL;
-    /* Complete: hand the buffer over and forget the object. */
-    for (unsigned i = 0; i < JOIN_MAX_OBJECTS; i++)
-        if (t->objs[i] == o)
-            t->objs[i] = NULL;
-    t->done = o->data;
-    o->data = NULL;
-    obj_free(t, o);
-    return t->done;
+    /* Complete. The object stays: a client whose last part was blocked
+     * fetches it again (curl retries on a fresh connection), and that part
+     * must complete the same object again. */
+    return o->data;
+}
+
+size_t join_seam(struct join_table *t, const uint8_t client[16], const uint8_t server[16],
+                 const uint8_t *tail, size_t n, uint8_t prev[JOIN_SEAM], uint64_t now_us)
+{
+    struct join_seam *slot = NULL;
+    size_t got = 0;
+
+    for (unsigned i = 0; i < JOIN_MAX_OBJECTS; i++) {
+        struct join_seam *s = &t->seams[i];
+        if (s->n > 0 && memcmp(s->client, client, 16) == 0 && memcmp(s->server, server, 16) == 0) {
+            slot = s;
+            if (now_us >= s->last_us && now_us - s->last_us <= t->idle_us) {
+                memcpy(prev, s->tail, s->n);
+                got = s->n;
+            }
+            break;
+        }
+        /* Otherwise a free slot, else the oldest. */
+        if (slot == NULL || (slot->n > 0 && (s->n == 0 || s->last_us < slot->last_us)))
+            slot = s;
+    }
+    if (n > JOIN_SEAM) {
+        tail += n - JOIN_SEAM;
+        n = JOIN_SEAM;
+    }
+    memcpy(slot->client, client, 16);
+    memcpy(slot->server, server, 16);
+    memcpy(slot->tail, tail, n);
+    slot->n = n;
+    slot->last_us = now_us;
+    return got;
 }

@@ -37,11 +37,21 @@ struct join_table *join_new(uint64_t max_object, uint64_t idle_us);
 void join_free(struct join_table *t);
 
 /* Adds the n bytes of a part at offset first of an object of total bytes.
- * Returns the whole object once its last missing byte came with this part
- * (valid until the next call; the object is forgotten), else NULL. Parts
- * that do not fit the bounds are ignored. */
+ * Returns the whole object when every byte of it has arrived (valid until
+ * the next call; the object stays until it is idle, so a part fetched
+ * again completes it again), else NULL. Parts that do not fit the bounds
+ * are ignored. */
 const uint8_t *join_part(struct join_table *t, const struct join_key *k, uint64_t first,
                          uint64_t total, const uint8_t *p, size_t n, uint64_t now_us);
+
+/* A file can also be split over two ordinary responses that the client
+ * puts together. The seam is what sluice can check: the last JOIN_SEAM
+ * bytes of the previous body this client got from this server are copied
+ * to prev (returned: how many; 0 if none within the idle time), and the
+ * tail of this body takes their place. */
+#define JOIN_SEAM 1024
+size_t join_seam(struct join_table *t, const uint8_t client[16], const uint8_t server[16],
+                 const uint8_t *tail, size_t n, uint8_t prev[JOIN_SEAM], uint64_t now_us);
 
 /* Bytes held by all objects (for the engine's body memory account). */
 uint64_t join_held(const struct join_table *t);

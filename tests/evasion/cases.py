@@ -663,8 +663,9 @@ def controls():
         chunks(gz(C), size=50)], expect=C)
     add("ctl-gzip-2members", "control", lambda r: _gz_resp(gz(C[:1000]) + gz(C[1000:])),
         expect=C)
-    add("ctl-te-gzip", "control", lambda r: [
-        head(headers=[b"Transfer-Encoding: gzip, chunked"]) + chunks(gz(C))], expect=C)
+    # No control for "Transfer-Encoding: gzip, chunked": curl de-chunks and
+    # decodes it, wget and Python save the chunked bytes raw (chunk
+    # extensions included), so sluice reads it as an anomaly and blocks it.
     add("ctl-big", "control", lambda r: [head(headers=[b"Content-Length: %d" % (4 << 20)])] +
         [_pad_block()] * 4, expect="pad4m")
     add("ctl-zip", "control", lambda r: [

@@ -700,6 +700,51 @@ static void test_range_join(void)
     conv_close(&c);
 }
 
+/* A file split over two responses on two connections: the seam between
+ * them is scanned. */
+static void test_seam(void)
+{
+    struct conv c;
+    char buf[512];
+    static const char rq[] = "GET /half HTTP/1.1\r\nHost: files.example\r\n\r\n";
+    struct dpi_flow_meta meta = {
+        .flow_id = 2, .family = 4, .l4proto = 6, .sport = 40002, .dport = 80};
+
+    conv_open(&c, "");
+    for (int half = 0; half < 2; half++) {
+        if (half) {
+            dpi_flow_end(c.e, c.f, 1500000);
+            dpi_flow_free(c.e, c.f);
+            c.f = dpi_flow_new(c.e, &meta); /* same client and server, new connection */
+        }
+        send(&c, DPI_DIR_FWD, rq, sizeof(rq) - 1);
+        int h = snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\nContent-Length: 34\r\n\r\n%.34s",
+                         eicar + 34 * half);
+        CHECK_EQ_INT(send(&c, DPI_DIR_REV, buf, (size_t)h), half ? DPI_BLOCK : DPI_PASS);
+    }
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), 1);
+    conv_close(&c);
+}
+
+/* A value in the query of a request: the server application decodes it. */
+static void test_query(void)
+{
+    struct conv c;
+    char uri[512];
+    int n = snprintf(uri, sizeof(uri), "/form?a=1&v=");
+    for (size_t i = 0; i < 68; i++)
+        n += snprintf(uri + n, sizeof(uri) - (size_t)n, "%%%02X", (unsigned char)eicar[i]);
+    conv_open(&c, "");
+    char req[768];
+    int r = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", uri);
+    CHECK_EQ_INT(send(&c, DPI_DIR_FWD, req, (size_t)r), DPI_BLOCK);
+    conv_close(&c);
+    conv_open(&c, "");
+    get(&c, "/search?q=harmless+words&page=2");
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT) + count(&c.seen, DPI_EVENT_ANOMALY), 0);
+    conv_close(&c);
+}
+
 /* HTTP inside a CONNECT tunnel is parsed like a connection of its own. */
 static void test_connect(void)
 {
@@ -756,6 +801,8 @@ int main(void)
     test_http2();
     test_range_join();
     test_connect();
+    test_seam();
+    test_query();
     test_http09();
     test_limits();
     test_memory_total();

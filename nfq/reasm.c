@@ -768,12 +768,12 @@ void reasm_stream_free(struct reasm_pool *pool, struct reasm_stream *s)
  * inspection. Where the receiver may take or drop it (sluice did not see
  * everything the receiver saw), the segment is kept and its bytes are
  * remembered as doubtful: another copy of them with different bytes, even
- * once delivered, is an anomaly. References are to net/ipv4/tcp_input.c.
+ * once delivered, is an anomaly. Doubtful bytes are kept until the receiver
+ * acknowledges them, within the reassembly limits; past those, an inline
+ * connection reports that it can no longer vouch for the stream.
+ * References are to net/ipv4/tcp_input.c.
  */
 
-/* Doubtful bytes kept per side; past this, a strict (inline) connection
- * reports that it can no longer vouch for the stream. */
-#define REASM_DOUBT_MAX (64u * 1024u)
 /* tcp_paws_check: a timestamp at most this far behind ts_recent passes. */
 #define REASM_PAWS_WINDOW 1
 /* Largest window field, and scale (RFC 7323), a receiver can advertise. */
@@ -926,12 +926,34 @@ static int doubt_differs(const struct reasm_side *me, const struct reasm_tcp *t)
     return 0;
 }
 
+/* The receiver acknowledged everything before ack: it has those bytes, and
+ * any copy of them that reached it passed sluice and was compared. Their
+ * doubtful copies are settled. */
+static void doubt_settle(struct reasm_pool *pool, struct reasm_side *me, uint32_t ack)
+{
+    struct reasm_doubt **pp = &me->doubt;
+
+    while (*pp != NULL) {
+        struct reasm_doubt *d = *pp;
+        if (!seq_after(d->seq + d->len, ack)) {
+            *pp = d->next;
+            me->doubt_bytes -= d->len;
+            pool->held -= d->len <= pool->held ? d->len : pool->held;
+            free(d);
+        } else {
+            pp = &d->next;
+        }
+    }
+}
+
 static void doubt_keep(struct conn_op *o, struct reasm_side *me, int dir, const struct reasm_tcp *t)
 {
     if (me->doubt_full)
         return;
     struct reasm_doubt *d = NULL;
-    if (me->doubt_bytes + t->len <= REASM_DOUBT_MAX)
+    /* Bounded like out-of-order bytes: per stream and in all. */
+    if (me->doubt_bytes + t->len <= o->pool->limit_stream &&
+        o->pool->held + t->len <= o->pool->limit_total)
         d = malloc(sizeof(*d) + t->len);
     if (d == NULL) {
         me->doubt_full = 1;
@@ -947,6 +969,7 @@ static void doubt_keep(struct conn_op *o, struct reasm_side *me, int dir, const 
     d->next = me->doubt;
     me->doubt = d;
     me->doubt_bytes += t->len;
+    o->pool->held += t->len;
 }
 
 /* --- the checks ------------------------------------------------------------------- */
@@ -1262,6 +1285,8 @@ void reasm_conn_segment(struct reasm_pool *pool, struct reasm_conn *c, int dir,
         !check_window(&o, me, peer, t, &doubt))
         goto drop;
     side_learn(peer, me, t);
+    if (peer->doubt != NULL)
+        doubt_settle(pool, peer, t->ack);
     if (me->reset) {
         /* the side that reset goes on: the receiver may not have taken the RST */
         if (t->len > 0)
@@ -1294,6 +1319,7 @@ void reasm_conn_free(struct reasm_pool *pool, struct reasm_conn *c)
         side->syn_data = NULL;
         while (side->doubt != NULL) {
             struct reasm_doubt *next = side->doubt->next;
+            pool->held -= side->doubt->len <= pool->held ? side->doubt->len : pool->held;
             free(side->doubt);
             side->doubt = next;
         }

@@ -12,6 +12,8 @@ outdated server would; --client-ca PEM asks clients for a certificate).
 
   GET  /NAME                       DIR/NAME with Content-Length
   GET  /NAME?enc=gzip              gzip-compressed, Content-Encoding: gzip
+  GET  /NAME?pre=CODING            DIR/NAME.CODING as it is, with Content-Encoding: CODING
+                                   (files compressed beforehand: large ones too)
   GET  /NAME?te=chunked&chunk=N    Transfer-Encoding: chunked, N-byte chunks
   GET  /NAME?slow=N&delay=S        the whole response N bytes per write, TCP_NODELAY,
                                    S seconds between writes
@@ -167,11 +169,18 @@ class Conn:
             return True
         hdrs = [("Content-Type", "application/octet-stream")]
         plain = not (q.get("enc") or q.get("te") or self.slow)
+        coding = ""
+        if q.get("pre") and plain:
+            coding = f"Content-Encoding: {q['pre']}\r\n"
+            path = f"{path}.{q['pre'].replace(', ', '.')}"
+            if not os.path.isfile(path):
+                self.respond("404 Not Found", b"not found\n")
+                return True
         if plain:
             # Large files go out with sendfile: the server must not be the
             # bottleneck of a throughput measurement.
             size = os.path.getsize(path)
-            self.send(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n"
+            self.send(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n{coding}"
                       f"Content-Type: application/octet-stream\r\n\r\n".encode())
             if not head_only:
                 with open(path, "rb") as f:

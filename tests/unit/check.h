@@ -5,6 +5,7 @@
 #ifndef CHECK_H
 #define CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,33 @@ static int check_count;
                     #b, check_a_ ? check_a_ : "(null)", check_b_ ? check_b_ : "(null)");           \
         }                                                                                          \
     } while (0)
+
+/* The whole file dir/name, NUL-terminated, in a buffer to free; NULL (a
+ * failed check) if it cannot be read. */
+static inline uint8_t *check_read_file(const char *dir, const char *name, size_t *n)
+{
+    char path[4096 + 256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    uint8_t *p = NULL;
+    long len = -1;
+    *n = 0;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (p = malloc((size_t)len + 1)) != NULL) {
+        *n = fread(p, 1, (size_t)len, f);
+        p[*n] = 0;
+    }
+    if (f)
+        fclose(f);
+    check_count++;
+    if (p == NULL || *n != (size_t)len) {
+        check_failures++;
+        fprintf(stderr, "%s: cannot read\n", path);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
 
 #define CHECK_DONE()                                                                               \
     do {                                                                                           \

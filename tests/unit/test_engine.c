@@ -584,20 +584,7 @@ static char data_dir[4096];
 
 static uint8_t *load(const char *name, size_t *n)
 {
-    char path[4352];
-    snprintf(path, sizeof(path), "%s/%s", data_dir, name);
-    FILE *fp = fopen(path, "rb");
-    CHECK(fp != NULL);
-    if (fp == NULL)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    long len = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    uint8_t *p = malloc((size_t)len + 1);
-    *n = fread(p, 1, (size_t)len, fp);
-    p[*n] = 0;
-    fclose(fp);
-    return p;
+    return check_read_file(data_dir, name, n);
 }
 
 /* WebSocket captured between python3-websockets client and server (plain,
@@ -608,7 +595,7 @@ static void test_websocket(void)
     static const char *const names[] = {"plain", "deflate", "deflate_nct"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char file[64];
-        size_t nc, ns;
+        size_t nc = 0, ns = 0;
         snprintf(file, sizeof(file), "ws/%s.c2s", names[i]);
         uint8_t *c2s = load(file, &nc);
         snprintf(file, sizeof(file), "ws/%s.s2c", names[i]);
@@ -640,7 +627,7 @@ static void test_http2(void)
     static const char *const names[] = {"prior", "upgrade", "gzip", "upload", "pad"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char file[64];
-        size_t n[2], no;
+        size_t n[2] = {0, 0}, no = 0;
         uint8_t *s[2];
         snprintf(file, sizeof(file), "h2/%s.c2s", names[i]);
         s[0] = load(file, &n[0]);

@@ -285,25 +285,8 @@ static void replay(struct h2_session *s, const struct transcript *t, const size_
 
 static int load_file(const char *name, uint8_t **p, size_t *n)
 {
-    char path[4096 + 256];
-    FILE *f;
-    long len;
-
-    snprintf(path, sizeof(path), "%s/%s", data_dir, name);
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "%s: cannot open\n", path);
-        CHECK(f != NULL);
-        return -1;
-    }
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *p = malloc((size_t)len + 1);
-    *n = fread(*p, 1, (size_t)len, f);
-    CHECK(*n == (size_t)len);
-    fclose(f);
-    return 0;
+    *p = check_read_file(data_dir, name, n);
+    return *p ? 0 : -1;
 }
 
 static int load_capture(const char *name, struct transcript *t)

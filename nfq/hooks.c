@@ -299,7 +299,8 @@ static int add_rule(const char *tool, const char *chain, const char *const *matc
 
 /* The pieces of rules every path uses, made once per install. */
 struct rule_parts {
-    char own[32], decided[32], container[32], range[32], decided_bits[16], tls_port[8];
+    char own[32], decided[32], container[32], range[32], decided_bits[16], own_bits[16],
+        tls_port[8];
     const char *queue[12];
     const char *m_own[5], *m_decided[5], *m_decided_pkt[5], *m_tcp[3], *m_ports[7];
     const char *const *m_queued; /* TCP on the policy's ports */
@@ -313,6 +314,7 @@ static void parts_init(struct rule_parts *x, const struct nfq_hooks_config *cfg)
     snprintf(x->container, sizeof(x->container), "0x%x/0x%x", NFQ_MARK_CONTAINER,
              NFQ_MARK_CONTAINER);
     snprintf(x->decided_bits, sizeof(x->decided_bits), "0x%x", NFQ_MARK_DECIDED);
+    snprintf(x->own_bits, sizeof(x->own_bits), "0x%x", NFQ_MARK_OWN);
     snprintf(x->tls_port, sizeof(x->tls_port), "%u", cfg->tls_port);
     queue_args(cfg, x->queue, x->range, sizeof(x->range));
     const char *own[] = {"-m", "mark", "--mark", x->own, NULL};
@@ -397,8 +399,17 @@ static int install_bridge_host(const char *tool, const char *chain, const char *
     const char *docker0[] = {dir, "docker0", NULL};
     const char *bridges[] = {dir, "br-+", NULL};
     const char *m_proxy[] = {"-p", "tcp", dir[1] == 'i' ? "--dport" : "--sport", x->tls_port, NULL};
+    /* sluice's own connections to containers (the TLS proxy's upstream
+     * ones: the proxy inspects their plaintext) carry NFQ_MARK_OWN on the
+     * way out; the connection keeps it, so their answers coming in are
+     * left alone too. */
+    const char *m_own_conn[] = {"-m", "connmark", "--mark", x->own, NULL};
+    const char *t_own_conn[] = {"-j", "CONNMARK", "--or-mark", x->own_bits, NULL};
 
+    if (dir[1] == 'o' && add_rule(tool, chain, x->m_own, t_own_conn, err, errlen) < 0)
+        return -1;
     if (add_rule(tool, chain, x->m_own, x->t_return, err, errlen) < 0 ||
+        add_rule(tool, chain, m_own_conn, x->t_return, err, errlen) < 0 ||
         add_rule(tool, chain, x->m_decided, x->t_return, err, errlen) < 0)
         return -1;
     if (cfg->tls_port && add_rule(tool, chain, m_proxy, x->t_return, err, errlen) < 0)

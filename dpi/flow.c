@@ -982,7 +982,11 @@ void dpi_flow_gap(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir, ui
         if (f->http && !http_parser_active(f->http->parser, dir))
             f->kind[dir] = KIND_DONE;
     } else if (f->kind[dir] == KIND_TUNNEL) {
-        /* Frames cannot be found again after a hole. */
+        /* Frames cannot be found again after a hole: what follows is not
+         * read, and that is said. */
+        raise_anomaly(
+            f, dir, f->app_proto && strcmp(f->app_proto, "websocket") == 0 ? "websocket" : "http2",
+            "bytes missing in the stream: the rest cannot be read");
         f->kind[dir] = KIND_DONE;
     } else if (f->kind[dir] == KIND_NONE) {
         /* The start of the stream is missing: its first bytes cannot be

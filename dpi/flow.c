@@ -819,7 +819,7 @@ static void http_release(struct dpi_flow *f)
     f->http = NULL;
 }
 
-static int http_start(struct dpi_flow *f)
+static int http_start(struct dpi_flow *f, int dir)
 {
     f->http = calloc(1, sizeof(*f->http));
     if (f->http)
@@ -828,6 +828,7 @@ static int http_start(struct dpi_flow *f)
         free(f->http);
         f->http = NULL;
         f->kind[0] = f->kind[1] = KIND_DONE;
+        raise_anomaly(f, dir, "http", "out of memory: the flow is not inspected");
         return -1;
     }
     sl_buf_init(&f->http->early[0], HTTP_EARLY_MAX);
@@ -927,7 +928,7 @@ static void keep_early(struct http_state *h, int dir, const uint8_t *p, size_t n
 
 static void http_feed(struct dpi_flow *f, int dir, const uint8_t *p, size_t n)
 {
-    if (f->http == NULL && http_start(f) != 0)
+    if (f->http == NULL && http_start(f, dir) != 0)
         return;
     uint64_t at = f->http->fed[dir];
     if (f->http->early[dir].limit)

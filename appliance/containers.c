@@ -641,6 +641,18 @@ int sl_container_by_socket(struct sl_container_map *m, int family, int l4proto,
     return 1;
 }
 
+int sl_container_pid(struct sl_container_map *m, const char *id)
+{
+    int pid = 0;
+
+    pthread_rwlock_rdlock(&m->lock);
+    for (size_t i = 0; i < m->n && pid == 0; i++)
+        if (strcmp(m->entries[i]->c.id, id) == 0)
+            pid = m->entries[i]->pid;
+    pthread_rwlock_unlock(&m->lock);
+    return pid;
+}
+
 int sl_container_find(struct sl_container_map *m, const char *id_or_name, struct sl_container *out)
 {
     size_t len = id_or_name ? strlen(id_or_name) : 0;

@@ -56,6 +56,10 @@ int sl_container_by_socket(struct sl_container_map *m, int family, int l4proto,
  * -1 if the prefix is ambiguous. */
 int sl_container_find(struct sl_container_map *m, const char *id_or_name, struct sl_container *out);
 
+/* A process of the running container with this full ID (its network
+ * namespace is /proc/PID/ns/net), as the Docker API said; 0 if unknown. */
+int sl_container_pid(struct sl_container_map *m, const char *id);
+
 /* The same, each container also with "sluice": what sluice thinks of it
  * ("clean", "compromised", "isolated", ...), from sluice_state. */
 void sl_container_map_json_with(struct sl_container_map *m, struct json *j,

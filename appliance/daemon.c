@@ -46,6 +46,7 @@
 #include "nfq.h"
 #include "rules.h"
 #include "tls.h"
+#include "upstream.h"
 
 #define EVQ_MAX_BYTES (256u << 20) /* events waiting for the disk */
 #define FLOW_CACHE    256          /* per worker, direct-mapped by flow id */
@@ -115,6 +116,7 @@ struct daemon {
     struct tls_ca *ca; /* NULL when TLS is not intercepted */
     struct tls_forge *forge;
     struct tls_proxy *tls;
+    struct sl_upstream *upstream_socks; /* where the proxy connects from */
     struct tls_upstream_policy upstream;
     struct tls_worker *tls_workers;
     unsigned ntls;
@@ -704,6 +706,24 @@ static void tls_refused(void *ctx, const struct tls_proxy_peer *peer, const char
     }
 }
 
+/* The proxy connects from the container's own network namespace: the
+ * host's forwarding rules (isolation, Docker's network isolation, the
+ * operator's DOCKER-USER rules) judge its connection as the container's. */
+static int tls_upstream_socket(void *ctx, const struct tls_proxy_peer *peer, char *why,
+                               size_t whylen)
+{
+    struct daemon *d = ctx;
+    struct tls_worker *w = &d->tls_workers[peer->worker];
+    struct dpi_flow_meta m;
+
+    meta_from(&m, peer->client, peer->server);
+    m.flow_id = ((uint64_t)(128 + peer->worker) << 40) | ++w->next_id;
+    struct flow_owner *o = owner_of(&w->owners, &m);
+    int pid = o->c.id[0] && d->map ? sl_container_pid(d->map, o->c.id) : 0;
+    o->flow_id = 0;
+    return sl_upstream_socket(d->upstream_socks, pid, peer->client, peer->server, why, whylen);
+}
+
 static void tls_close(void *ctx, void *h)
 {
     struct tls_conn *c = h;
@@ -789,8 +809,14 @@ static int tls_start(struct daemon *d, const struct rules_policy *p, unsigned cp
         .ca = d->ca,
         .upstream = &d->upstream,
     };
-    struct tls_proxy_ops ops = {d,       tls_decide,     tls_open,    tls_data, tls_holding,
-                                tls_end, tls_block_page, tls_refused, tls_close};
+    d->upstream_socks = sl_upstream_new(NFQ_MARK_OWN, why, sizeof(why));
+    if (d->upstream_socks == NULL) {
+        snprintf(err, errlen, "TLS proxy: %s", why);
+        return -1;
+    }
+    struct tls_proxy_ops ops = {
+        d,       tls_decide,     tls_open,    tls_data,  tls_holding,
+        tls_end, tls_block_page, tls_refused, tls_close, tls_upstream_socket};
     d->tls = tls_proxy_start(&cfg, &ops, why, sizeof(why));
     if (d->tls == NULL) {
         snprintf(err, errlen, "TLS proxy: %s", why);
@@ -806,6 +832,8 @@ static void tls_stop(struct daemon *d)
     if (d->tls)
         tls_proxy_stop(d->tls); /* closes connections: their events are written */
     d->tls = NULL;
+    sl_upstream_free(d->upstream_socks);
+    d->upstream_socks = NULL;
     for (unsigned i = 0; d->tls_workers && i < d->ntls; i++) {
         struct tls_worker *w = &d->tls_workers[i];
         if (w->engine)

@@ -216,6 +216,7 @@ void nfq_hooks_remove(void)
     cgroups_now[0] = '\0';
     for (size_t t = 0; t < 2; t++)
         remove_family(tools[t]);
+    nfq_exempt_sets_destroy();
     pthread_mutex_lock(&state.lock);
     for (size_t t = 0; t < 2; t++) {
         state.installed[t] = 0;
@@ -334,7 +335,8 @@ static void parts_init(struct rule_parts *x, const struct nfq_hooks_config *cfg)
 
 /* Container TLS to the proxy's port: REDIRECT keeps the original
  * destination for the proxy to read (SO_ORIGINAL_DST). The proxy's own
- * connections carry NFQ_MARK_OWN and are never redirected. */
+ * connections are never redirected: from the host they carry NFQ_MARK_OWN,
+ * from a container's namespace their address and port are in an exempt set. */
 static int install_tls(const char *tool, const struct nfq_hooks_config *cfg,
                        const struct rule_parts *x, char *err, size_t errlen)
 {
@@ -345,8 +347,19 @@ static int install_tls(const char *tool, const struct nfq_hooks_config *cfg,
     const char *m_bridges[] = {"-i",        "br-+",     "-p",           "tcp", "-m",
                                "multiport", "--dports", cfg->tls_ports, NULL};
 
+    /* The proxy's own connections from containers' namespaces: marked as
+     * sluice's, so that the queue hooks leave them alone too. */
+    const char *set = strcmp(tool, tools[1]) == 0 ? NFQ_TLS_EXEMPT_SET6 : NFQ_TLS_EXEMPT_SET4;
+    const char *m_exempt[] = {"-m", "set", "--match-set", set, "src,src", NULL};
+    const char *t_mark_own[] = {"-j", "CONNMARK", "--or-mark", x->own_bits, NULL};
+
+    if (cfg->bridges && strcmp(tool, tools[0]) == 0 && nfq_exempt_sets_create(err, errlen) < 0)
+        return -1;
     if (add_rule(tool, "SLUICE-TLS", x->m_own, x->t_return, err, errlen) < 0 ||
         add_rule(tool, "SLUICE-TLS-OUT", x->m_own, x->t_return, err, errlen) < 0)
+        return -1;
+    if (cfg->bridges && (add_rule(tool, "SLUICE-TLS", m_exempt, t_mark_own, err, errlen) < 0 ||
+                         add_rule(tool, "SLUICE-TLS", m_exempt, x->t_return, err, errlen) < 0))
         return -1;
     if (cfg->bridges && (add_rule(tool, "SLUICE-TLS", m_docker0, t_redirect, err, errlen) < 0 ||
                          add_rule(tool, "SLUICE-TLS", m_bridges, t_redirect, err, errlen) < 0))
@@ -370,7 +383,10 @@ static int install_forward(size_t t, const struct nfq_hooks_config *cfg, const s
                                             {"-o", "br-+", NULL}};
     const char *t_fwd[] = {"-j", "SLUICE-FWD", NULL};
 
+    const char *m_own_conn[] = {"-m", "connmark", "--mark", x->own, NULL};
+
     if (add_rule(tool, "SLUICE-FWD", x->m_own, x->t_return, err, errlen) < 0 ||
+        add_rule(tool, "SLUICE-FWD", m_own_conn, x->t_return, err, errlen) < 0 ||
         add_rule(tool, "SLUICE-FWD", x->m_decided, x->t_return, err, errlen) < 0 ||
         add_rule(tool, "SLUICE-FWD", x->m_queued, x->queue, err, errlen) < 0)
         return -1;

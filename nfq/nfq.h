@@ -131,6 +131,26 @@ void nfq_flowtable_ids_after(struct nfq_flowtable *t, uint64_t last_id);
 #define NFQ_MARK_OWN       0x20000000u
 #define NFQ_MARK_CONTAINER 0x10000000u
 
+/* The TLS proxy connects upstream from a bridged container's own network
+ * namespace (so the host's forwarding rules judge the connection as the
+ * container's); each such connection's (container address, port) goes in
+ * these ipsets, which the TLS redirect skips (exempt.c). */
+#define NFQ_TLS_EXEMPT_SET4 "sluice-tls-own4"
+#define NFQ_TLS_EXEMPT_SET6 "sluice-tls-own6"
+
+/* Makes both sets (an existing one of the same type is kept); 0 or -1. */
+int nfq_exempt_sets_create(char *err, size_t errlen);
+/* After the rules naming them are gone. */
+void nfq_exempt_sets_destroy(void);
+
+struct nfq_exempt;
+struct nfq_exempt *nfq_exempt_open(char *err, size_t errlen);
+void nfq_exempt_close(struct nfq_exempt *x);
+/* Exempts the TCP connection from addr (4 or 16 bytes, family 4 or 6) and
+ * port for a while; call it before connecting. Thread-safe. 0 or -1. */
+int nfq_exempt_add(struct nfq_exempt *x, int family, const uint8_t *addr, uint16_t port, char *err,
+                   size_t errlen);
+
 struct nfq_inline_config {
     unsigned queues;     /* worker threads, one queue each */
     unsigned queue_base; /* first queue number */

@@ -35,6 +35,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -172,6 +173,7 @@ struct tls_proxy {
 enum { IO_EOF = 0, IO_ERR = -1, IO_WANT_READ = -2, IO_WANT_WRITE = -3, IO_EOF_UNCLEAN = -4 };
 
 static void conn_close(struct conn *c);
+static void refuse_alert(struct conn *c, const char *why);
 
 static uint64_t mono_ms(void)
 {
@@ -284,9 +286,20 @@ static void sweep(struct worker *w)
     for (struct conn *c = w->hs.head, *next; c && c->last_ms + shortest <= w->now; c = next) {
         next = c->next;
         uint64_t limit = c->st == ST_LINGER ? LINGER_MS : cfg->handshake_ms;
-        if (c->last_ms + limit <= w->now) {
-            if (c->st != ST_LINGER)
-                STAT_ADD(w, timeouts, 1);
+        if (c->last_ms + limit > w->now)
+            continue;
+        if (c->st != ST_LINGER)
+            STAT_ADD(w, timeouts, 1);
+        if (c->st == ST_CONNECT || c->st == ST_UP_HS) {
+            /* A firewall that drops (an isolated container, a DOCKER-USER
+             * rule) answers nothing: a refusal all the same. */
+            char ip[INET6_ADDRSTRLEN], why[TLS_ERRLEN];
+            sa_ip(&c->server, ip, sizeof(ip));
+            snprintf(why, sizeof(why), "%s %s port %u: no answer in %u ms",
+                     c->st == ST_CONNECT ? "connecting to" : "TLS handshake with", ip,
+                     sa_port(&c->server), cfg->handshake_ms);
+            refuse_alert(c, why);
+        } else {
             conn_close(c);
         }
     }
@@ -1091,16 +1104,30 @@ static void upstream_connected(struct conn *c)
 static void upstream_connect(struct conn *c)
 {
     struct tls_proxy *p = c->w->p;
-    int fd = socket(c->server.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     char why[TLS_ERRLEN];
-    if (fd < 0) {
-        snprintf(why, sizeof(why), "upstream socket: %s", strerror(errno));
-        goto fail;
+    int fd;
+    if (p->ops.upstream_socket) {
+        struct tls_proxy_peer peer;
+        peer_init(&peer, c);
+        fd = p->ops.upstream_socket(p->ops.ctx, &peer, why, sizeof(why));
+        if (fd < 0)
+            goto fail;
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+            snprintf(why, sizeof(why), "upstream socket: %s", strerror(errno));
+            close(fd);
+            goto fail;
+        }
+    } else {
+        fd = socket(c->server.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            snprintf(why, sizeof(why), "upstream socket: %s", strerror(errno));
+            goto fail;
+        }
     }
     c->side[1].fd = fd;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (p->cfg.upstream_mark &&
+    if (!p->ops.upstream_socket && p->cfg.upstream_mark &&
         setsockopt(fd, SOL_SOCKET, SO_MARK, &p->cfg.upstream_mark, sizeof(uint32_t)) < 0) {
         snprintf(why, sizeof(why), "SO_MARK: %s", strerror(errno));
         goto fail;

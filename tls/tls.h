@@ -155,6 +155,11 @@ struct tls_proxy_ops {
     void (*refused)(void *ctx, const struct tls_proxy_peer *peer, const char *why);
     /* The end of a connection open() was called for. */
     void (*close)(void *ctx, void *h);
+    /* The socket of an upstream connection (TCP, of peer->server's family,
+     * not connected, possibly bound), which the proxy makes non-blocking and
+     * connects; -1 with why refuses the connection. NULL: the proxy's own,
+     * carrying cfg.upstream_mark. */
+    int (*upstream_socket)(void *ctx, const struct tls_proxy_peer *peer, char *why, size_t whylen);
 };
 
 struct tls_proxy_config {

@@ -26,6 +26,10 @@
 #include <time.h>
 
 #define DAY 86400L
+/* What the client side offers in TLS 1.2: ECDHE (forward secrecy) with an
+ * AEAD, as upstream; no CBC suite (Lucky13 and padding oracles). The TLS
+ * 1.3 suites are all AEAD and stay OpenSSL's. */
+#define CLIENT_SIDE_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
 /* Clients with a clock a little behind still accept a fresh leaf. */
 #define LEAF_BACKDATE DAY
 
@@ -292,6 +296,7 @@ static SSL_CTX *forge_ctx(struct tls_ca *ca, X509 *upstream, int max_version, in
 
     if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, max_version) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, CLIENT_SIDE_CIPHERS) != 1 ||
         SSL_CTX_use_certificate(ctx, leaf) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
         SSL_CTX_add1_chain_cert(ctx, tls_ca_cert(ca)) != 1 ||
         SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1) {

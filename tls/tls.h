@@ -57,9 +57,10 @@ void tls_forge_free(struct tls_forge *f);
  * subject CN and subjectAltNames copied (DNS and IP), validity never beyond
  * the upstream's, SHA-256 signed by the CA, a random 128-bit serial, a fresh
  * ECDSA P-256 key (never the CA's), and the CA in the chain. Protocol versions
- * limited to [TLS 1.2, max_version] (never newer than upstream negotiated).
- * alpn_http11: offer only "http/1.1" to the client. The caller owns a
- * reference (SSL_CTX_free). Thread-safe.
+ * limited to [TLS 1.2, max_version] (never newer than upstream negotiated),
+ * TLS 1.2 suites ECDHE with AES-GCM or ChaCha20-Poly1305 only. alpn_http11:
+ * offer only "http/1.1" to the client. The caller owns a reference
+ * (SSL_CTX_free). Thread-safe.
  */
 SSL_CTX *tls_forge_ctx(struct tls_forge *f, X509 *upstream, int max_version, int alpn_http11,
                        char *err, size_t errlen);
@@ -75,7 +76,8 @@ struct tls_upstream_policy {
 };
 
 /* Client context for upstream connections: TLS 1.2 and 1.3 only, strong
- * suites, the trust store, chain verification on. */
+ * suites, the trust store, chain verification on, OCSP stapling asked for.
+ * Fails without a public suffix list (libpsl). */
 SSL_CTX *tls_upstream_ctx_new(const struct tls_upstream_policy *p, char *err, size_t errlen);
 /* Prepares ssl for the handshake: SNI (if any) and hostname checking against
  * sni, or against the IP address ip when there is no SNI. */
@@ -84,9 +86,14 @@ int tls_upstream_prepare(SSL *ssl, const char *sni, const char *ip);
  * After the handshake: 0 if the upstream may be trusted, else -1 with why
  * ("certificate has expired", "hostname mismatch", "signature algorithm
  * sha1WithRSAEncryption is too weak", "RSA key of 1024 bits is too small",
- * "issued by sluice's own CA", ...). Chain, dates and hostname come from
- * OpenSSL's verification result; key size, signature algorithm and key
- * usage are checked here for every certificate of the chain but the root.
+ * "issued by sluice's own CA", "certificate revoked (stapled OCSP
+ * response, ...)", "must-staple certificate without a stapled OCSP
+ * response", "wildcard *.co.uk covers a public suffix", ...). Chain, dates
+ * and hostname come from OpenSSL's verification result; key size, signature
+ * algorithm and key usage are checked here for every certificate of the
+ * chain but the root; the leaf must not be a CA, its matching wildcard must
+ * not cover a public suffix, and a stapled OCSP response must verify and
+ * say "good" (required for a must-staple leaf).
  */
 int tls_upstream_check(SSL *ssl, const struct tls_upstream_policy *p, const struct tls_ca *own,
                        char *why, size_t whylen);

@@ -8,8 +8,12 @@
  * security level 2 already refuses keys under 112 bits of strength and
  * SHA-1 signatures there. tls_upstream_check() then applies sluice's own
  * rules to the verified chain: the policy's key sizes, no MD5 or SHA-1
- * signature, a leaf usable for TLS server authentication, and no
- * certificate of sluice's own CA (a loop through the proxy, or an attack).
+ * signature, a leaf usable for TLS server authentication that is not a CA,
+ * no wildcard covering a whole public suffix ("*.co.uk"), no certificate of
+ * sluice's own CA (a loop through the proxy, or an attack), and revocation
+ * as far as the server staples it: a stapled OCSP response must verify and
+ * say "good", and a must-staple certificate must come with one. Nothing is
+ * fetched (no CRL, no OCSP request of sluice's own).
  *
  * The same refusal can thus show up in two places; both give the same words.
  * A verify callback keeps the first failing certificate on the SSL (ex_data)
@@ -19,7 +23,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <libpsl.h>
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -33,6 +39,10 @@
 #define DEFAULT_RSA_BITS  2048
 #define DEFAULT_EC_BITS   256
 #define SUBJECT_MAX       256
+/* Clocks differ: an OCSP response this far outside its window still counts. */
+#define OCSP_SLACK 300L
+/* RFC 7633: the TLS Feature status_request, "must-staple". */
+#define TLSEXT_STATUS_REQUEST 5
 
 /* What one upstream SSL knows about its verification. */
 struct upstream_state {
@@ -161,6 +171,182 @@ static int unusable_leaf(X509 *x, char *why, size_t whylen)
     return 0;
 }
 
+/* A CA certificate serving as a server's leaf: no public CA issues one, and
+ * whoever holds its key could sign for any name. */
+static int ca_leaf(X509 *x, char *why, size_t whylen)
+{
+    BASIC_CONSTRAINTS *bc = X509_get_ext_d2i(x, NID_basic_constraints, NULL, NULL);
+    int ca = bc != NULL && bc->ca;
+
+    BASIC_CONSTRAINTS_free(bc);
+    if (ca)
+        snprintf(why, whylen,
+                 "the server's certificate is a CA certificate (basicConstraints "
+                 "CA:TRUE)");
+    return ca;
+}
+
+/* --- public suffixes ------------------------------------------------------------ */
+
+static pthread_once_t psl_once = PTHREAD_ONCE_INIT;
+static const psl_ctx_t *psl; /* for the life of the process */
+
+/* The newer of the system's list (Debian's publicsuffix) and libpsl's own. */
+static void psl_load(void)
+{
+    psl = psl_latest(NULL);
+    if (psl == NULL)
+        psl = psl_builtin();
+}
+
+/* A wildcard whose remainder is a public suffix ("*.co.uk", "*.com") covers
+ * names of many owners; OpenSSL's name check accepts it, browsers do not.
+ * The name that matched is the one OpenSSL keeps as the peer's name. Only
+ * the ICANN section counts (a wildcard under a private suffix such as
+ * github.io is legitimate), and an unknown top-level domain is a public
+ * suffix of its own ("*.intranet" is refused), as in Chromium. */
+static int wildcard_too_wide(SSL *ssl, char *why, size_t whylen)
+{
+    const char *name = SSL_get0_peername(ssl);
+    char rest[256];
+    size_t n;
+
+    if (name == NULL || strncmp(name, "*.", 2) != 0)
+        return 0;
+    n = strlen(name + 2);
+    if (n >= sizeof(rest)) {
+        snprintf(why, whylen, "wildcard name too long");
+        return 1;
+    }
+    for (size_t i = 0; i <= n; i++)
+        rest[i] = (char)(name[2 + i] >= 'A' && name[2 + i] <= 'Z' ? name[2 + i] - 'A' + 'a'
+                                                                  : name[2 + i]);
+    if (n > 0 && rest[n - 1] == '.')
+        rest[n - 1] = '\0';
+    pthread_once(&psl_once, psl_load);
+    if (psl != NULL && !psl_is_public_suffix2(psl, rest, PSL_TYPE_ICANN))
+        return 0;
+    snprintf(why, whylen, "wildcard %s covers a public suffix", name);
+    return 1;
+}
+
+/* --- revocation ------------------------------------------------------------------ */
+
+/* RFC 7633 status_request in the leaf's TLS Feature extension: the server
+ * promised to staple. An extension that cannot be read counts as that. */
+static int must_staple(X509 *leaf)
+{
+    int crit = -1, required;
+    TLS_FEATURE *tf = X509_get_ext_d2i(leaf, NID_tlsfeature, &crit, NULL);
+
+    required = tf == NULL && crit != -1;
+    for (int i = 0; tf != NULL && i < sk_ASN1_INTEGER_num(tf); i++)
+        if (ASN1_INTEGER_get(sk_ASN1_INTEGER_value(tf, i)) == TLSEXT_STATUS_REQUEST)
+            required = 1;
+    TLS_FEATURE_free(tf);
+    return required;
+}
+
+/* The single response of bs about leaf (issued by issuer), or NULL; its
+ * CertID may use any digest. */
+static OCSP_SINGLERESP *ocsp_find(OCSP_BASICRESP *bs, X509 *leaf, X509 *issuer)
+{
+    for (int i = 0; i < OCSP_resp_count(bs); i++) {
+        OCSP_SINGLERESP *one = OCSP_resp_get0(bs, i);
+        OCSP_CERTID *cid = (OCSP_CERTID *)OCSP_SINGLERESP_get0_id(one), *mine;
+        ASN1_OBJECT *md_oid = NULL;
+        const EVP_MD *md;
+        int same;
+
+        if (OCSP_id_get0_info(NULL, &md_oid, NULL, NULL, cid) != 1 ||
+            (md = EVP_get_digestbyobj(md_oid)) == NULL)
+            continue;
+        mine = OCSP_cert_to_id(md, leaf, issuer);
+        same = mine != NULL && OCSP_id_cmp(mine, cid) == 0;
+        OCSP_CERTID_free(mine);
+        if (same)
+            return one;
+    }
+    return NULL;
+}
+
+/*
+ * Revocation as far as the server tells it: 0, or -1 with why. As a strict
+ * browser does, a stapled response must be readable, verify (signed by the
+ * leaf's issuer or a responder it delegated to, chaining to the trust store)
+ * and speak of this certificate; "revoked" and "unknown" are refused. A
+ * "good" response out of its validity window counts as no response: it says
+ * nothing about today, which is also all that no staple says.
+ */
+static int check_staple(SSL *ssl, X509 *leaf, STACK_OF(X509) * chain, char *why, size_t whylen)
+{
+    const unsigned char *der = NULL, *p;
+    long n = SSL_get_tlsext_status_ocsp_resp(ssl, &der);
+    int required = must_staple(leaf), rc = -1, status, reason = -1;
+    X509 *issuer = sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : leaf;
+    X509_STORE *store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl));
+    ASN1_GENERALIZEDTIME *thisupd = NULL, *nextupd = NULL;
+    OCSP_RESPONSE *resp = NULL;
+    OCSP_BASICRESP *bs = NULL;
+    OCSP_SINGLERESP *one;
+
+    if (n <= 0 || der == NULL) {
+        if (!required)
+            return 0;
+        snprintf(why, whylen, "must-staple certificate without a stapled OCSP response");
+        return -1;
+    }
+    p = der;
+    resp = d2i_OCSP_RESPONSE(NULL, &p, n);
+    if (resp == NULL || p != der + n) {
+        snprintf(why, whylen, "stapled OCSP response unreadable");
+        goto out;
+    }
+    status = OCSP_response_status(resp);
+    if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+        snprintf(why, whylen, "stapled OCSP response unusable (%s)",
+                 OCSP_response_status_str(status));
+        goto out;
+    }
+    bs = OCSP_response_get1_basic(resp);
+    if (bs == NULL) {
+        snprintf(why, whylen, "stapled OCSP response unreadable");
+        goto out;
+    }
+    if (OCSP_basic_verify(bs, chain, store, 0) <= 0) {
+        snprintf(why, whylen, "stapled OCSP response does not verify: %s", tls_openssl_reason());
+        goto out;
+    }
+    one = ocsp_find(bs, leaf, issuer);
+    if (one == NULL) {
+        snprintf(why, whylen, "stapled OCSP response is not about this certificate");
+        goto out;
+    }
+    status = OCSP_single_get0_status(one, &reason, NULL, &thisupd, &nextupd);
+    if (status == V_OCSP_CERTSTATUS_REVOKED) {
+        if (reason >= 0)
+            snprintf(why, whylen, "certificate revoked (stapled OCSP response, %s)",
+                     OCSP_crl_reason_str(reason));
+        else
+            snprintf(why, whylen, "certificate revoked (stapled OCSP response)");
+        goto out;
+    }
+    if (status != V_OCSP_CERTSTATUS_GOOD) {
+        snprintf(why, whylen, "certificate status unknown (stapled OCSP response)");
+        goto out;
+    }
+    if (OCSP_check_validity(thisupd, nextupd, OCSP_SLACK, -1) != 1 && required) {
+        snprintf(why, whylen, "must-staple certificate with an out-of-date stapled OCSP response");
+        goto out;
+    }
+    rc = 0;
+out:
+    OCSP_BASICRESP_free(bs);
+    OCSP_RESPONSE_free(resp);
+    ERR_clear_error();
+    return rc;
+}
+
 /* why for OpenSSL's verification error err on cert (may be NULL). */
 static void verify_reason(const struct upstream_state *st, long err, X509 *cert, int depth,
                           char *why, size_t whylen)
@@ -249,6 +435,16 @@ SSL_CTX *tls_upstream_ctx_new(const struct tls_upstream_policy *p, char *err, si
         if (SSL_CTX_load_verify_file(ctx, p->ca_file) != 1)
             goto fail;
     }
+    pthread_once(&psl_once, psl_load);
+    if (psl == NULL) {
+        snprintf(err, errlen, "upstream TLS: no public suffix list (libpsl, publicsuffix)");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* Ask every server to staple its OCSP response (tls_upstream_check). */
+    what = "asking for OCSP stapling";
+    if (SSL_CTX_set_tlsext_status_type(ctx, TLSEXT_STATUSTYPE_ocsp) != 1)
+        goto fail;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
     return ctx;
 
@@ -341,6 +537,7 @@ int tls_upstream_check(SSL *ssl, const struct tls_upstream_policy *p, const stru
     X509 *peer = SSL_get0_peer_certificate(ssl), *bad = NULL;
     STACK_OF(X509) *sent = SSL_get_peer_cert_chain(ssl), *chain = SSL_get0_verified_chain(ssl);
     long vr = SSL_get_verify_result(ssl);
+    struct upstream_state *st;
     char what[256], subj[SUBJECT_MAX];
     int n;
 
@@ -378,10 +575,14 @@ int tls_upstream_check(SSL *ssl, const struct tls_upstream_policy *p, const stru
             goto refuse;
         }
     }
-    if (unusable_leaf(peer, what, sizeof(what))) {
-        bad = peer;
+    bad = peer;
+    if (unusable_leaf(peer, what, sizeof(what)) || ca_leaf(peer, what, sizeof(what)))
         goto refuse;
-    }
+    st = state_get(ssl, 0);
+    if ((st == NULL || !st->ip) && wildcard_too_wide(ssl, what, sizeof(what)))
+        goto refuse;
+    if (check_staple(ssl, peer, chain, what, sizeof(what)) < 0)
+        goto refuse;
     return 0;
 
 refuse:

@@ -17,6 +17,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
@@ -191,6 +192,19 @@ static X509 *mkcert(const struct spec *s, EVP_PKEY *key, X509 *issuer, EVP_PKEY 
 static EVP_PKEY *root_key, *inter_key, *rsa_inter_key, *weak_inter_key, *other_key, *leaf_key,
     *rsa1024_key;
 static X509 *root, *inter, *rsa_inter, *weak_inter, *other_root;
+
+/* x with extension nid set to value (replacing any), signed again by the
+ * intermediate. */
+static X509 *with_ext(X509 *x, int nid, const char *value)
+{
+    int i = X509_get_ext_by_NID(x, nid, -1);
+
+    if (i >= 0)
+        X509_EXTENSION_free(X509_delete_ext(x, i));
+    CHECK(add_ext(inter, x, nid, value) == 0);
+    CHECK(X509_sign(x, inter_key, EVP_sha256()) > 0);
+    return x;
+}
 
 static void pki_init(void)
 {
@@ -1086,6 +1100,13 @@ static void test_verdicts(SSL_CTX *strict, SSL_CTX *relaxed)
     X509 *rsa1024 = mkcert(&rsa_s, rsa1024_key, inter, inter_key);
     X509 *client = mkcert(&client_s, leaf_key, inter, inter_key);
     X509 *weakchain = mkcert(&self_s, leaf_key, weak_inter, weak_inter_key);
+    X509 *caleaf = with_ext(leaf("ca.test", "DNS:ca.test"), NID_basic_constraints, "CA:TRUE");
+    X509 *couk = leaf("*.co.uk", "DNS:*.co.uk");
+    X509 *com = leaf("*.com", "DNS:*.com");
+    X509 *upper = leaf("*.Co.UK", "DNS:*.Co.UK");
+    X509 *unknowntld = leaf("*.intranet", "DNS:*.intranet");
+    X509 *privsuffix = leaf("*.github.io", "DNS:*.github.io");
+    X509 *registrable = leaf("*.victim.co.uk", "DNS:*.victim.co.uk");
     const struct vcase cases[] = {
         {"good", good, leaf_key, inter, "good.test", NULL, TRUSTED, NULL, TRUSTED, NULL},
         {"good via RSA-2048 intermediate", viarsa, leaf_key, rsa_inter, "rsa.test", NULL, TRUSTED,
@@ -1131,14 +1152,229 @@ static void test_verdicts(SSL_CTX *strict, SSL_CTX *relaxed)
          "extended key usage does not include serverAuth (CN=client.test)"},
         {"EC P-224 intermediate", weakchain, leaf_key, weak_inter, "self.test", NULL, REFUSED_CHECK,
          "EC key of 224 bits is too small (CN=Weak Intermediate)", -1, NULL},
+        {"CA:TRUE leaf", caleaf, leaf_key, inter, "ca.test", NULL, REFUSED_CHECK,
+         "the server's certificate is a CA certificate (basicConstraints CA:TRUE) (CN=ca.test)",
+         REFUSED_CHECK, "CA:TRUE"},
+        {"wildcard over co.uk", couk, leaf_key, inter, "victim.co.uk", NULL, REFUSED_CHECK,
+         "wildcard *.co.uk covers a public suffix (CN=*.co.uk)", REFUSED_CHECK, "*.co.uk"},
+        {"wildcard over Co.UK", upper, leaf_key, inter, "victim.co.uk", NULL, REFUSED_CHECK,
+         "wildcard *.Co.UK covers a public suffix", -1, NULL},
+        /* One label after the star: OpenSSL refuses these by itself. */
+        {"wildcard over com", com, leaf_key, inter, "victim.com", NULL, REFUSED_HANDSHAKE,
+         "hostname mismatch", -1, NULL},
+        {"wildcard over an unknown TLD", unknowntld, leaf_key, inter, "host.intranet", NULL,
+         REFUSED_HANDSHAKE, "hostname mismatch", -1, NULL},
+        {"wildcard under a private suffix", privsuffix, leaf_key, inter, "me.github.io", NULL,
+         TRUSTED, NULL, -1, NULL},
+        {"wildcard under a registrable domain", registrable, leaf_key, inter, "www.victim.co.uk",
+         NULL, TRUSTED, NULL, -1, NULL},
     };
-    X509 *all[] = {good,  expired, future, self,   unknown, wrong,  wild,     partial,
-                   ipsan, cnonly,  sha1,   viarsa, rsa1024, client, weakchain};
+    X509 *all[] = {good,  expired, future, self,       unknown,    wrong,      wild,      partial,
+                   ipsan, cnonly,  sha1,   viarsa,     rsa1024,    client,     weakchain, caleaf,
+                   couk,  com,     upper,  unknowntld, privsuffix, registrable};
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         run_case(strict, relaxed, &cases[i], the_ca);
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         X509_free(all[i]);
+}
+
+/* --- revocation ---------------------------------------------------------------- */
+
+struct staple {
+    unsigned char *der; /* NULL: the server staples nothing */
+    int len;
+};
+
+static int staple_cb(SSL *ssl, void *arg)
+{
+    struct staple *st = arg;
+    unsigned char *copy;
+
+    if (st->der == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    copy = OPENSSL_memdup(st->der, st->len);
+    if (copy == NULL || SSL_set_tlsext_status_ocsp_resp(ssl, copy, st->len) != 1)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* An OCSP response (DER) with code, saying status of cert (issued by the
+ * intermediate), valid from now + from to now + to, signed by signer. */
+static struct staple ocsp(int code, X509 *cert, int status, long from, long to, X509 *signer,
+                          EVP_PKEY *skey)
+{
+    struct staple st = {NULL, 0};
+    OCSP_BASICRESP *bs = OCSP_BASICRESP_new();
+    OCSP_CERTID *id = OCSP_cert_to_id(EVP_sha1(), cert, inter);
+    ASN1_TIME *thisupd = X509_gmtime_adj(NULL, from), *nextupd = X509_gmtime_adj(NULL, to);
+    ASN1_TIME *revtime = X509_gmtime_adj(NULL, -DAY);
+    OCSP_RESPONSE *resp;
+    unsigned char *p;
+
+    CHECK(bs && id && thisupd && nextupd && revtime);
+    CHECK(OCSP_basic_add1_status(
+              bs, id, status,
+              status == V_OCSP_CERTSTATUS_REVOKED ? OCSP_REVOKED_STATUS_KEYCOMPROMISE : 0,
+              status == V_OCSP_CERTSTATUS_REVOKED ? revtime : NULL, thisupd, nextupd) != NULL);
+    CHECK(OCSP_basic_sign(bs, signer, skey, EVP_sha256(), NULL, 0) == 1);
+    resp = OCSP_response_create(code, code == OCSP_RESPONSE_STATUS_SUCCESSFUL ? bs : NULL);
+    st.len = i2d_OCSP_RESPONSE(resp, NULL);
+    st.der = OPENSSL_malloc(st.len);
+    p = st.der;
+    i2d_OCSP_RESPONSE(resp, &p);
+    OCSP_RESPONSE_free(resp);
+    OCSP_BASICRESP_free(bs);
+    OCSP_CERTID_free(id);
+    ASN1_TIME_free(thisupd);
+    ASN1_TIME_free(nextupd);
+    ASN1_TIME_free(revtime);
+    return st;
+}
+
+/* The verdict on a server presenting cert (name.test) and stapling st. */
+static int staple_verdict(SSL_CTX *strict, X509 *cert, const char *name, struct staple *st,
+                          int version, char *why, size_t whylen)
+{
+    SSL_CTX *sctx = server_ctx(cert, leaf_key, inter);
+    int v;
+
+    SSL_CTX_set_max_proto_version(sctx, version);
+    SSL_CTX_set_tlsext_status_cb(sctx, staple_cb);
+    SSL_CTX_set_tlsext_status_arg(sctx, st);
+    v = verdict(strict, sctx, name, NULL, the_ca, why, whylen);
+    SSL_CTX_free(sctx);
+    return v;
+}
+
+static void test_staples(SSL_CTX *strict)
+{
+    const struct spec resp_s = {"Test OCSP Responder", NULL, -DAY, 90 * DAY, 0,
+                                "OCSPSigning",         NULL};
+    EVP_PKEY *rkey = EVP_EC_gen("P-256");
+    X509 *responder = mkcert(&resp_s, rkey, inter, inter_key);
+    X509 *notresponder = leaf("plain.test", "DNS:plain.test");
+    X509 *good = leaf("ocsp.test", "DNS:ocsp.test");
+    X509 *other = leaf("other.test", "DNS:other.test");
+    X509 *staple = with_ext(leaf("ocsp.test", "DNS:ocsp.test"), NID_tlsfeature, "status_request");
+    const int ok = OCSP_RESPONSE_STATUS_SUCCESSFUL, G = V_OCSP_CERTSTATUS_GOOD,
+              R = V_OCSP_CERTSTATUS_REVOKED, U = V_OCSP_CERTSTATUS_UNKNOWN;
+    static const unsigned char junk[] = "\x30\x03\x0a\x01\x00junk";
+    const struct {
+        const char *name;
+        X509 *cert;
+        struct staple st;
+        int want;
+        const char *why;
+    } cases[] = {
+        {"no staple", good, {NULL, 0}, TRUSTED, NULL},
+        {"good, by the issuer", good, ocsp(ok, good, G, -3600, DAY, inter, inter_key), TRUSTED,
+         NULL},
+        {"good, by a delegated responder", good, ocsp(ok, good, G, -3600, DAY, responder, rkey),
+         TRUSTED, NULL},
+        {"revoked, by the issuer", good, ocsp(ok, good, R, -3600, DAY, inter, inter_key),
+         REFUSED_CHECK,
+         "certificate revoked (stapled OCSP response, keyCompromise) (CN=ocsp.test)"},
+        {"revoked, by a delegated responder", good, ocsp(ok, good, R, -3600, DAY, responder, rkey),
+         REFUSED_CHECK, "certificate revoked (stapled OCSP response"},
+        {"revoked, out of date", good, ocsp(ok, good, R, -9 * DAY, -2 * DAY, inter, inter_key),
+         REFUSED_CHECK, "certificate revoked"},
+        {"unknown", good, ocsp(ok, good, U, -3600, DAY, inter, inter_key), REFUSED_CHECK,
+         "certificate status unknown (stapled OCSP response)"},
+        {"good, signed by an unknown root", good,
+         ocsp(ok, good, G, -3600, DAY, other_root, other_key), REFUSED_CHECK,
+         "stapled OCSP response does not verify"},
+        {"good, signed by a leaf that is no responder", good,
+         ocsp(ok, good, G, -3600, DAY, notresponder, leaf_key), REFUSED_CHECK,
+         "stapled OCSP response does not verify"},
+        {"good, for another certificate", good, ocsp(ok, other, G, -3600, DAY, inter, inter_key),
+         REFUSED_CHECK, "stapled OCSP response is not about this certificate"},
+        {"tryLater", good, ocsp(OCSP_RESPONSE_STATUS_TRYLATER, good, G, 0, DAY, inter, inter_key),
+         REFUSED_CHECK, "stapled OCSP response unusable (trylater)"},
+        {"junk",
+         good,
+         {OPENSSL_memdup(junk, sizeof(junk) - 1), sizeof(junk) - 1},
+         REFUSED_CHECK,
+         "stapled OCSP response unreadable"},
+        {"good, out of date", good, ocsp(ok, good, G, -9 * DAY, -2 * DAY, inter, inter_key),
+         TRUSTED, NULL},
+        {"must-staple, no staple",
+         staple,
+         {NULL, 0},
+         REFUSED_CHECK,
+         "must-staple certificate without a stapled OCSP response (CN=ocsp.test)"},
+        {"must-staple, good", staple, ocsp(ok, staple, G, -3600, DAY, inter, inter_key), TRUSTED,
+         NULL},
+        {"must-staple, revoked", staple, ocsp(ok, staple, R, -3600, DAY, inter, inter_key),
+         REFUSED_CHECK, "certificate revoked"},
+        {"must-staple, good, out of date", staple,
+         ocsp(ok, staple, G, -9 * DAY, -2 * DAY, inter, inter_key), REFUSED_CHECK,
+         "must-staple certificate with an out-of-date stapled OCSP response"},
+    };
+    char why[TLS_ERRLEN], what[128];
+
+    CHECK_EQ_INT(SSL_CTX_get_tlsext_status_type(strict), TLSEXT_STATUSTYPE_ocsp);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct staple st = cases[i].st;
+        for (int v = TLS1_2_VERSION; v <= TLS1_3_VERSION; v++) {
+            snprintf(what, sizeof(what), "staple: %s (TLS 1.%d)", cases[i].name, (v & 0xf) - 1);
+            expect_int(what,
+                       staple_verdict(strict, cases[i].cert, "ocsp.test", &st, v, why, sizeof(why)),
+                       cases[i].want);
+            if (getenv("TEST_VERBOSE"))
+                fprintf(stderr, "%-48s %s\n", what, why[0] ? why : "trusted");
+            if (cases[i].why)
+                expect_has(what, why, cases[i].why);
+        }
+        OPENSSL_free(st.der);
+    }
+    X509_free(responder);
+    X509_free(notresponder);
+    X509_free(good);
+    X509_free(other);
+    X509_free(staple);
+    EVP_PKEY_free(rkey);
+}
+
+/* The client side offers AEAD suites only: a client that speaks only CBC
+ * suites in TLS 1.2 gets no handshake; one offering GCM does. */
+static void test_forge_ciphers(void)
+{
+    struct tls_forge *f = tls_forge_new(the_ca, 4);
+    X509 *up = leaf("suites.test", "DNS:suites.test");
+    char err[TLS_ERRLEN];
+    SSL_CTX *fctx = tls_forge_ctx(f, up, TLS1_3_VERSION, 1, err, sizeof(err));
+    SSL_CTX *cbc = SSL_CTX_new(TLS_client_method()), *gcm = SSL_CTX_new(TLS_client_method());
+    STACK_OF(SSL_CIPHER) * offered;
+    struct hs h;
+    int weak = 0;
+
+    CHECK(fctx && cbc && gcm);
+    offered = SSL_CTX_get_ciphers(fctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(offered); i++) {
+        const SSL_CIPHER *c = sk_SSL_CIPHER_value(offered, i);
+        if (strcmp(SSL_CIPHER_get_version(c), "TLSv1.3") != 0 &&
+            (!SSL_CIPHER_is_aead(c) || SSL_CIPHER_get_kx_nid(c) != NID_kx_ecdhe))
+            weak++;
+    }
+    CHECK_EQ_INT(weak, 0);
+    SSL_CTX_set_max_proto_version(cbc, TLS1_2_VERSION);
+    CHECK(SSL_CTX_set_cipher_list(cbc, "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:"
+                                       "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA") == 1);
+    hs_run(&h, fctx, cbc, NULL, NULL, NULL, 0);
+    CHECK(!h.client_ok && !h.server_ok);
+    hs_free(&h);
+    SSL_CTX_set_max_proto_version(gcm, TLS1_2_VERSION);
+    CHECK(SSL_CTX_set_cipher_list(gcm, "ECDHE-ECDSA-AES128-GCM-SHA256") == 1);
+    hs_run(&h, fctx, gcm, NULL, NULL, NULL, 0);
+    CHECK(h.client_ok && h.server_ok);
+    hs_free(&h);
+    ERR_clear_error();
+    SSL_CTX_free(cbc);
+    SSL_CTX_free(gcm);
+    SSL_CTX_free(fctx);
+    tls_forge_free(f);
+    X509_free(up);
 }
 
 /* Refusals that are not about the certificate still have a reason. */
@@ -1236,6 +1472,8 @@ int main(void)
         test_forge_alpn(trusts_ca);
         test_upstream_ctx(strict);
         test_verdicts(strict, relaxed);
+        test_staples(strict);
+        test_forge_ciphers();
         test_handshake_errors(strict);
     }
     SSL_CTX_free(strict);

@@ -451,6 +451,7 @@ static struct dpi_engine *ops_engine_new(void *ctx, unsigned worker, struct rule
         return NULL;
     }
     dpi_engine_set_inline(e, 1);
+    dpi_engine_set_tls_policy(e, 1);
     return e;
 }
 
@@ -1235,6 +1236,25 @@ static void paths_log(void)
     }
 }
 
+/* What the TLS proxy does not see, and what becomes of it. */
+static void tls_policy_log(const struct rules_policy *p, const char *tls_ports)
+{
+    static const char *const other[] = {"reported", "blocked and reported",
+                                        "passes unreported (tls.other_ports: pass)"};
+
+    if (p->tls.quic == RULES_QUIC_BLOCK && tls_ports[0])
+        log_info("QUIC (UDP to ports %s) from containers: blocked and reported", tls_ports);
+    else
+        log_warnx("QUIC (UDP to ports %s) from containers: passes uninspected (tls.quic: pass)",
+                  tls_ports[0] ? tls_ports : "none");
+    const char *where = p->tls.intercept ? "on ports other than " : "on every port";
+    const char *ports = p->tls.intercept ? tls_ports : " (tls.intercept: false)";
+    if (p->tls.other_ports == RULES_OTHER_PASS)
+        log_warnx("TLS %s%s: %s", where, ports, other[p->tls.other_ports]);
+    else
+        log_info("TLS %s%s: %s", where, ports, other[p->tls.other_ports]);
+}
+
 static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
 {
     struct daemon *d = ctx;
@@ -1324,6 +1344,9 @@ static int reload(struct daemon *d, char *err, size_t errlen)
         old->enforcement.queue_base != p->enforcement.queue_base ||
         old->enforcement.fail != p->enforcement.fail)
         log_warnx("reload: inline.queues, queue_base and fail take effect at the next start");
+    if (old->tls.quic == RULES_QUIC_PASS && p->tls.quic == RULES_QUIC_BLOCK)
+        log_warnx("reload: tls.quic: block takes effect at the next start (containers' UDP is "
+                  "not queued now)");
     d->policy = p;
     pthread_mutex_unlock(&d->policy_lock);
     rules_policy_unref(old);
@@ -1702,7 +1725,9 @@ int sl_daemon_run(const char *config, int foreground)
                                   p->enforcement.host,
                                   ports[0] ? ports : NULL,
                                   d->tls ? p->tls.proxy_port : 0,
-                                  tls_ports};
+                                  tls_ports,
+                                  p->tls.quic == RULES_QUIC_BLOCK && tls_ports[0] ? tls_ports
+                                                                                  : NULL};
     int hk = nfq_hooks_install(&hc, err, sizeof(err));
     if (hk < 0) {
         log_warnx("%s", err);
@@ -1710,6 +1735,7 @@ int sl_daemon_run(const char *config, int foreground)
         goto out;
     }
     paths_log(); /* each path, hooked or why not (hk > 0: some IPv6 path) */
+    tls_policy_log(p, tls_ports);
     if (hc.host)
         sync_container_cgroups();
     /* Isolation: the state survives restarts; its rules are made again. */

@@ -160,6 +160,13 @@ void dpi_engine_free(struct dpi_engine *e);
  * body; a rule alerts once per body. */
 void dpi_engine_set_inline(struct dpi_engine *e, int on);
 #define DPI_STREAM_OVERLAP 1024
+/* The NFQUEUE feeder turns this on: it sees containers' packets beside the
+ * TLS proxy, so what the proxy cannot intercept is policy here. A UDP flow
+ * to a port of tls.ports (QUIC) is an alert that blocks when tls.quic is
+ * block; TLS (a ClientHello, or nDPI's classification) to a port the proxy
+ * does not intercept is an alert per tls.other_ports. Off for captures and
+ * for the proxy's own plaintext. */
+void dpi_engine_set_tls_policy(struct dpi_engine *e, int on);
 /* Checks the policy's nDPI names (categories, risks) against nDPI; 0 if all
  * are known, else -1 with "file:line:column: ..." in err. */
 int dpi_policy_check(struct rules_policy *policy, char *err, size_t errlen);

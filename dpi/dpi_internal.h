@@ -23,6 +23,7 @@ struct dpi_engine {
     uint8_t alert_category[256]; /* nDPI categories that raise alerts */
     uint64_t body_held;          /* bytes held by body buffers of all flows */
     int inline_scans;            /* scan bodies while they arrive */
+    int tls_policy;              /* tls.quic and tls.other_ports apply */
     int window_rules;            /* the policy has rules a piece of a body can prove */
     struct join_table *joins;    /* parts of objects fetched in 206 responses */
     struct dpi_engine_stats stats;

@@ -200,3 +200,8 @@ void dpi_engine_set_inline(struct dpi_engine *e, int on)
 {
     e->inline_scans = on;
 }
+
+void dpi_engine_set_tls_policy(struct dpi_engine *e, int on)
+{
+    e->tls_policy = on;
+}

@@ -58,6 +58,7 @@ struct dpi_flow {
     struct http_state *http;
     struct sl_buf hello;
     uint8_t tls_reported;
+    uint8_t tls_port_checked;  /* tls.other_ports was applied */
     struct ndpi_tls *ndpi_tls; /* nDPI's TLS/QUIC facts, kept in case ours are missing */
     struct dpi_ndpi_facts ndpi;
     struct dpi_flow_stats stats;
@@ -201,6 +202,54 @@ static void ndpi_alerts(struct dpi_flow *f)
     }
 }
 
+/* --- what the TLS proxy cannot see (dpi_engine_set_tls_policy) ------------- */
+
+/* UDP to a TLS port: QUIC, or whatever else is sent there. The proxy can
+ * intercept TCP only; blocked by port (not by nDPI's classification, which
+ * a new QUIC version or a padded Initial escapes), clients fall back to TCP
+ * as they do behind enterprise proxies. Once per flow: its first packet. */
+static void quic_check(struct dpi_flow *f)
+{
+    const struct rules_policy *p = f->e->policy;
+
+    if (!f->e->tls_policy || f->meta.l4proto != IPPROTO_UDP || p->tls.quic != RULES_QUIC_BLOCK ||
+        !rules_port_listed(&p->tls.ports, f->meta.dport))
+        return;
+    struct dpi_alert_facts a = {
+        "QUIC blocked (tls.quic: block)", "quic", 3, RULES_ACTION_BLOCK, "tls", NULL};
+    raise_alert(f, &a, NULL, NULL);
+}
+
+/* TLS to a port the proxy does not intercept: its content passes unread.
+ * server_port is the port of the side that did not send the ClientHello;
+ * tls the hello's facts, or NULL. Once per flow. */
+static void other_port_check(struct dpi_flow *f, unsigned server_port,
+                             const struct dpi_tls_facts *tls)
+{
+    const struct rules_policy *p = f->e->policy;
+
+    if (!f->e->tls_policy || f->tls_port_checked || f->meta.l4proto != IPPROTO_TCP)
+        return;
+    f->tls_port_checked = 1;
+    if (p->tls.other_ports == RULES_OTHER_PASS ||
+        (p->tls.intercept && rules_port_listed(&p->tls.ports, server_port)))
+        return;
+    int block = p->tls.other_ports == RULES_OTHER_BLOCK;
+    /* nDPI may only be sure when the flow is over: too late to block. */
+    struct dpi_alert_facts a = {block ? "TLS on a port not intercepted (tls.other_ports: block)"
+                                      : "TLS on a port not intercepted (tls.other_ports: alert)",
+                                "tls-not-intercepted",
+                                2,
+                                block && !f->ended ? RULES_ACTION_BLOCK : RULES_ACTION_ALERT,
+                                "tls",
+                                NULL};
+    struct dpi_event ev = {.type = DPI_EVENT_ALERT, .alert = &a, .tls = tls};
+    f->e->stats.alerts++;
+    if (a.action == RULES_ACTION_BLOCK)
+        f->verdict = DPI_BLOCK;
+    emit(f, &ev);
+}
+
 static int uses_tls_facts(u_int16_t proto)
 {
     switch (proto) {
@@ -270,23 +319,19 @@ static void ndpi_complete(struct dpi_flow *f, int give_up)
     f->ndpi_done = 1;
     describe_ndpi(f);
     ndpi_alerts(f);
+    /* TLS that sluice's own parser did not read (a hello it could not
+     * parse, STARTTLS): nDPI's word, when it is not a guess. */
+    if (!f->ndpi.guessed &&
+        (uses_tls_facts(f->proto.master_protocol) || uses_tls_facts(f->proto.app_protocol)))
+        other_port_check(f, f->meta.dport, NULL);
 }
 
-void dpi_flow_packet(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir, const uint8_t *ip,
-                     size_t iplen, uint64_t ts_us)
+static void ndpi_packet(struct dpi_flow *f, const uint8_t *ip, size_t iplen, uint64_t seen)
 {
+    struct dpi_engine *e = f->e;
     const struct rules_policy *p = e->policy;
+    uint64_t ts_us = f->now;
 
-    f->now = ts_us;
-    f->stats.pkts[dir]++;
-    f->stats.bytes[dir] += iplen;
-    if (f->stats.first_us == 0)
-        f->stats.first_us = ts_us;
-    f->stats.last_us = ts_us;
-    if (f->ndpi_done || f->nf == NULL)
-        return;
-
-    uint64_t seen = f->stats.pkts[0] + f->stats.pkts[1];
     int enough = (f->meta.l4proto == IPPROTO_TCP && seen > p->ndpi.max_packets_tcp) ||
                  (f->meta.l4proto == IPPROTO_UDP && seen > p->ndpi.max_packets_udp);
 
@@ -299,6 +344,23 @@ void dpi_flow_packet(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir,
     if (!enough && ndpi_extra_dissection_possible(e->ndpi, f->nf))
         return;
     ndpi_complete(f, 1);
+}
+
+void dpi_flow_packet(struct dpi_engine *e, struct dpi_flow *f, enum dpi_dir dir, const uint8_t *ip,
+                     size_t iplen, uint64_t ts_us)
+{
+    (void)e;
+    f->now = ts_us;
+    f->stats.pkts[dir]++;
+    f->stats.bytes[dir] += iplen;
+    if (f->stats.first_us == 0)
+        f->stats.first_us = ts_us;
+    f->stats.last_us = ts_us;
+    uint64_t seen = f->stats.pkts[0] + f->stats.pkts[1];
+    if (!f->ndpi_done && f->nf != NULL)
+        ndpi_packet(f, ip, iplen, seen);
+    if (seen == 1)
+        quic_check(f); /* after nDPI: the alert carries what it saw */
 }
 
 /* --- TLS ClientHello -------------------------------------------------------- */
@@ -351,6 +413,7 @@ static void hello_feed(struct dpi_flow *f, int dir, const uint8_t *p, size_t n)
     if (f->kind[!dir] == KIND_NONE || f->kind[!dir] == KIND_HELLO)
         f->kind[!dir] = KIND_DONE;
     emit(f, &ev);
+    other_port_check(f, dir == DPI_DIR_FWD ? f->meta.dport : f->meta.sport, &tls);
 }
 
 /* --- HTTP ------------------------------------------------------------------- */

@@ -19,6 +19,11 @@
  *   POSTROUTING -> SLUICE-POST    (mangle) a decision in a packet's mark is
  *                                 saved into its connection's mark
  *
+ * Containers' UDP to the TLS ports (QUIC, which the TLS proxy cannot
+ * intercept) is queued too when the policy blocks it, on the paths where a
+ * container is the sender: SLUICE-FWD and SLUICE-BR-IN from a bridge,
+ * SLUICE-OUT by cgroup.
+ *
  * Docker bridges are docker0 and br-*, the names Docker gives them. Each
  * chain first lets through what needs no inspection: packets sluice sent
  * itself (resets) and connections already decided (conntrack mark), so
@@ -369,6 +374,37 @@ static int install_tls(const char *tool, const struct nfq_hooks_config *cfg,
     return 0;
 }
 
+/* Containers' UDP to the TLS ports, on the paths where a container sends:
+ * the worker drops it and reports the flow (tls.quic: block). Host-network
+ * containers' datagrams are recognised by cgroup like their TCP. */
+static int install_quic(const char *tool, int p, const struct nfq_hooks_config *cfg,
+                        const struct rule_parts *x, char *err, size_t errlen)
+{
+    static const char *const ifaces[][3] = {{"-i", "docker0", NULL}, {"-i", "br-+", NULL}};
+    const char *m_udp[] = {"-p", "udp", "-m", "multiport", "--dports", cfg->quic_ports, NULL};
+    const char *m_marked[] = {"-p",       "udp",           "-m", "connmark",
+                              "--mark",   x->container,    "-m", "multiport",
+                              "--dports", cfg->quic_ports, NULL};
+    const char *t_cgroups[] = {"-j", "SLUICE-CG", NULL};
+    const char *chain = p == NFQ_PATH_FORWARD ? "SLUICE-FWD" : "SLUICE-BR-IN";
+
+    switch (p) {
+    case NFQ_PATH_FORWARD:
+    case NFQ_PATH_TO_HOST:
+        for (size_t i = 0; i < sizeof(ifaces) / sizeof(ifaces[0]); i++)
+            if (add_rule_on(tool, chain, ifaces[i], m_udp, x->queue, err, errlen) < 0)
+                return -1;
+        return 0;
+    case NFQ_PATH_HOSTNET:
+        if (add_rule(tool, "SLUICE-OUT", m_udp, t_cgroups, err, errlen) < 0 ||
+            add_rule(tool, "SLUICE-OUT", m_marked, x->queue, err, errlen) < 0)
+            return -1;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 /* Forwarded bridge traffic. SLUICE-FWD-BR is filled whatever FORWARD holds
  * now, so that nfq_hooks_check can jump to it when DOCKER-USER's jump goes.
  * DOCKER-USER is made when missing: Docker keeps what it finds in it when it
@@ -531,6 +567,8 @@ static int path_install(size_t t, int p, const struct nfq_hooks_config *cfg,
         rc = install_tls(tool, cfg, x, err, errlen);
         break;
     }
+    if (rc == 0 && cfg->quic_ports)
+        rc = install_quic(tool, p, cfg, x, err, errlen);
     for (size_t i = 0; rc == 0 && i < NHOOKS; i++)
         if (hooks[i].path == p && hook_on(&hooks[i], cfg, t))
             rc = jump_insert(tool, &hooks[i], err, errlen);

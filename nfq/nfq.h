@@ -211,6 +211,9 @@ struct nfq_hooks_config {
     const char *ports;     /* "80,443,8000:8999" (either end), NULL: every TCP port */
     unsigned tls_port;     /* the TLS proxy's port on the host; 0: no interception */
     const char *tls_ports; /* destination ports redirected to it: "443" */
+    /* UDP from containers to these destination ports (QUIC) is queued for
+     * the engine to block (tls.quic: block); NULL: left alone. */
+    const char *quic_ports;
 };
 
 /* Installs sluice's chains and the jumps to them (iptables and ip6tables),

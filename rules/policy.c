@@ -91,6 +91,9 @@ static const char *const modes[] = {"enforce", "audit", NULL};
 static const char *const fail_modes[] = {"open", "closed", NULL};
 /* Indexed by enum rules_response. */
 static const char *const responses[] = {"isolate", "stop", "alert", NULL};
+/* Indexed by enum rules_other_ports and enum rules_quic. */
+static const char *const other_ports[] = {"alert", "block", "pass", NULL};
+static const char *const quic[] = {"block", "pass", NULL};
 
 static const struct key keys[] = {
     K_PATHS("yara.rules", yara.paths),
@@ -152,6 +155,8 @@ static const struct key keys[] = {
     K_NAMES("tls.bypass_sni", tls.bypass_sni, NULL),
     K_NAMES("tls.bypass_containers", tls.bypass_containers, NULL),
     K_BOOL("tls.auto_install", tls.auto_install, "false"),
+    K_ENUM("tls.quic", tls.quic, "block", quic),
+    K_ENUM("tls.other_ports", tls.other_ports, "alert", other_ports),
 
     K_NAMES("compromise.findings", compromise.findings, "malware"),
     K_ENUM("compromise.action", compromise.action, "alert", responses),
@@ -268,6 +273,22 @@ static const char *skip_blanks(const char *s)
     while (*s == ' ' || *s == '\t')
         s++;
     return s;
+}
+
+int rules_port_listed(const struct rules_strlist *ports, unsigned port)
+{
+    for (size_t i = 0; i < ports->n; i++) {
+        unsigned a, b;
+        char tail;
+        int n = sscanf(ports->v[i].s, "%u:%u%c", &a, &b, &tail);
+        if (n == 1 && sscanf(ports->v[i].s, "%u%c", &a, &tail) == 1)
+            b = a;
+        else if (n != 2)
+            continue;
+        if (port >= a && port <= b)
+            return 1;
+    }
+    return 0;
 }
 
 /* All multipliers are binary: "k", "KB" and "KiB" all mean 1024, as sizes of

@@ -62,6 +62,19 @@ enum rules_action {
     RULES_ACTION_BLOCK,     /* report and stop the transfer (inline feeders) */
 };
 
+/* tls.other_ports: alert and block are those of enum rules_action. */
+enum rules_other_ports {
+    RULES_OTHER_ALERT = RULES_ACTION_ALERT,
+    RULES_OTHER_BLOCK = RULES_ACTION_BLOCK,
+    RULES_OTHER_PASS, /* neither reported nor blocked */
+};
+
+/* tls.quic */
+enum rules_quic {
+    RULES_QUIC_BLOCK = 0, /* dropped (clients fall back to TCP) and reported */
+    RULES_QUIC_PASS,      /* left alone */
+};
+
 struct rules_policy {
     char *path; /* file it came from, or "(built-in)" */
 
@@ -140,6 +153,8 @@ struct rules_policy {
         struct rules_strlist bypass_sni;        /* server name masks spliced */
         struct rules_strlist bypass_containers; /* container masks spliced */
         int auto_install;                       /* CA into every container that starts */
+        enum rules_quic quic;                   /* UDP from containers to those ports */
+        enum rules_other_ports other_ports;     /* TLS on a port not intercepted */
     } tls;
 
     /* Compromise: which findings make a container compromised, and then what. */
@@ -170,6 +185,10 @@ struct rules_policy *rules_policy_parse(const char *name, const char *text, size
                                         char *err, size_t errlen);
 struct rules_policy *rules_policy_ref(struct rules_policy *p);
 void rules_policy_unref(struct rules_policy *p);
+
+/* 1 if port is in a list of ports and ranges ("443", "8000:8999"); entries
+ * that are neither count for nothing (sluiced refuses them at start). */
+int rules_port_listed(const struct rules_strlist *ports, unsigned port);
 
 /* Size strings: "16MiB", "512k", "1G", "4096". Returns 0 on success. */
 int rules_parse_size(const char *s, uint64_t *out);

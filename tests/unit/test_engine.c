@@ -440,6 +440,138 @@ static void test_ndpi_packets(void)
         CHECK_EQ_STR(c.seen.proto[f], "HTTP");
 }
 
+/* A flow with these ports and protocol; tls_policy as the NFQUEUE feeder
+ * sets it (dpi_engine_set_tls_policy). */
+static void conv_open_ports(struct conv *c, const char *yaml, int l4proto, unsigned sport,
+                            unsigned dport, int tls_policy)
+{
+    char err[256];
+    struct dpi_flow_meta meta = {.flow_id = 1,
+                                 .family = 4,
+                                 .l4proto = (uint8_t)l4proto,
+                                 .sport = (uint16_t)sport,
+                                 .dport = (uint16_t)dport};
+    memset(&c->seen, 0, sizeof(c->seen));
+    c->policy = policy_from(yaml);
+    c->e = dpi_engine_new(c->policy, on_event, &c->seen, err, sizeof(err));
+    if (c->e == NULL)
+        fprintf(stderr, "engine: %s\n", err);
+    dpi_engine_set_tls_policy(c->e, tls_policy);
+    c->f = dpi_flow_new(c->e, &meta);
+}
+
+static int find_sig(const struct seen *s, const char *sig)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->type[i] == DPI_EVENT_ALERT && strcmp(s->sig[i], sig) == 0)
+            return i;
+    return -1;
+}
+
+#define OTHER_ALERT "TLS on a port not intercepted (tls.other_ports: alert)"
+#define OTHER_BLOCK "TLS on a port not intercepted (tls.other_ports: block)"
+#define QUIC_BLOCK  "QUIC blocked (tls.quic: block)"
+
+/* A ClientHello to dport (or from the server's side, sport): the alert
+ * the policy asks for, with the hello's server name, and its verdict. */
+static void other_port_case(const char *yaml, unsigned sport, unsigned dport, int tls_policy,
+                            enum dpi_dir dir, const char *want_sig, enum dpi_verdict want)
+{
+    struct conv c;
+    uint8_t hello[128];
+    size_t n = build_hello(hello, "other.example");
+
+    conv_open_ports(&c, yaml, 6, sport, dport, tls_policy);
+    enum dpi_verdict v = send(&c, dir, hello, n);
+    CHECK_EQ_INT(v, want);
+    int tls = find(&c.seen, DPI_EVENT_TLS);
+    CHECK(tls >= 0); /* the tls event is written whatever the port */
+    int a = find(&c.seen, DPI_EVENT_ALERT);
+    if (want_sig == NULL) {
+        CHECK_EQ_INT(a, -1);
+    } else {
+        CHECK(a > tls);
+        if (a >= 0) {
+            CHECK_EQ_STR(c.seen.sig[a], want_sig);
+            CHECK_EQ_STR(c.seen.sni[a], "other.example");
+        }
+    }
+    conv_close(&c);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), want_sig ? 1 : 0);
+}
+
+static void test_tls_other_ports(void)
+{
+    /* The defaults: tls.ports [443] intercepted, other ports alert. */
+    other_port_case("", 40000, 8443, 1, DPI_DIR_FWD, OTHER_ALERT, DPI_PASS);
+    other_port_case("", 40000, 443, 1, DPI_DIR_FWD, NULL, DPI_PASS);
+    other_port_case("tls: {other_ports: block}\n", 40000, 8443, 1, DPI_DIR_FWD, OTHER_BLOCK,
+                    DPI_BLOCK);
+    other_port_case("tls: {other_ports: block}\n", 40000, 443, 1, DPI_DIR_FWD, NULL, DPI_PASS);
+    other_port_case("tls: {other_ports: pass}\n", 40000, 8443, 1, DPI_DIR_FWD, NULL, DPI_PASS);
+    /* Ranges of tls.ports count as intercepted. */
+    other_port_case("tls: {ports: [443, \"8000:8999\"]}\n", 40000, 8443, 1, DPI_DIR_FWD, NULL,
+                    DPI_PASS);
+    other_port_case("tls: {ports: [443, \"8000:8999\"]}\n", 40000, 9443, 1, DPI_DIR_FWD,
+                    OTHER_ALERT, DPI_PASS);
+    /* Interception off: no port is intercepted. */
+    other_port_case("tls: {intercept: false, other_ports: block}\n", 40000, 443, 1, DPI_DIR_FWD,
+                    OTHER_BLOCK, DPI_BLOCK);
+    /* A flow picked up from the server's side: the hello's receiver is the
+     * server, whose port is the flow's source port. */
+    other_port_case("", 443, 40000, 1, DPI_DIR_REV, NULL, DPI_PASS);
+    other_port_case("", 8443, 40000, 1, DPI_DIR_REV, OTHER_ALERT, DPI_PASS);
+    /* Captures and the proxy's plaintext: not this policy's business. */
+    other_port_case("tls: {other_ports: block}\n", 40000, 8443, 0, DPI_DIR_FWD, NULL, DPI_PASS);
+}
+
+/* A UDP datagram from 10.0.0.1:sport to 10.0.0.2:dport (the start of a
+ * QUIC Initial; the block is by port, whatever the bytes). */
+static size_t udp_packet(uint8_t *pkt, unsigned sport, unsigned dport)
+{
+    size_t plen = 64, len = 28 + plen;
+
+    memset(pkt, 0, len);
+    pkt[0] = 0x45;
+    pkt[2] = (uint8_t)(len >> 8), pkt[3] = (uint8_t)len;
+    pkt[8] = 64, pkt[9] = 17;
+    memcpy(pkt + 12, "\x0a\x00\x00\x01\x0a\x00\x00\x02", 8);
+    pkt[20] = (uint8_t)(sport >> 8), pkt[21] = (uint8_t)sport;
+    pkt[22] = (uint8_t)(dport >> 8), pkt[23] = (uint8_t)dport;
+    pkt[24] = (uint8_t)((8 + plen) >> 8), pkt[25] = (uint8_t)(8 + plen);
+    pkt[28] = 0xc3, pkt[29] = 0, pkt[30] = 0, pkt[31] = 0, pkt[32] = 1; /* long header, v1 */
+    return len;
+}
+
+static void quic_case(const char *yaml, unsigned dport, int tls_policy, const char *want_sig)
+{
+    struct conv c;
+    uint8_t pkt[128];
+    size_t len = udp_packet(pkt, 50000, dport);
+
+    conv_open_ports(&c, yaml, 17, 50000, dport, tls_policy);
+    dpi_flow_packet(c.e, c.f, DPI_DIR_FWD, pkt, len, 1000);
+    CHECK_EQ_INT(dpi_flow_verdict(c.f), want_sig ? DPI_BLOCK : DPI_PASS);
+    /* The client tries again: still blocked, reported once. */
+    dpi_flow_packet(c.e, c.f, DPI_DIR_FWD, pkt, len, 2000);
+    CHECK_EQ_INT(dpi_flow_verdict(c.f), want_sig ? DPI_BLOCK : DPI_PASS);
+    conv_close(&c);
+    CHECK_EQ_INT(count(&c.seen, DPI_EVENT_ALERT), want_sig ? 1 : 0);
+    if (want_sig)
+        CHECK(find_sig(&c.seen, want_sig) >= 0);
+}
+
+static void test_quic(void)
+{
+    quic_case("", 443, 1, QUIC_BLOCK);
+    quic_case("tls: {quic: pass}\n", 443, 1, NULL);
+    quic_case("", 53, 1, NULL);
+    quic_case("tls: {ports: [443, 8443]}\n", 8443, 1, QUIC_BLOCK);
+    /* Blocked by port whether or not TCP is intercepted there. */
+    quic_case("tls: {intercept: false}\n", 443, 1, QUIC_BLOCK);
+    quic_case("", 443, 0, NULL);
+}
+
 /* Inline: a chunked body whose EICAR bytes arrive before its last chunk is
  * blocked on the packet that completes the signature, not on the last chunk
  * (the receiver writes chunks as they come), and alerts once. */
@@ -794,6 +926,8 @@ int main(void)
     test_limits();
     test_memory_total();
     test_tls_hello();
+    test_tls_other_ports();
+    test_quic();
     test_not_http();
     test_ndpi_packets();
     CHECK_DONE();

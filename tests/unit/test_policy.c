@@ -84,6 +84,8 @@ static void check_defaults(const struct rules_policy *p)
     CHECK_EQ_INT(p->ndpi.alert_risks.n, 0);
     CHECK_EQ_INT(p->ndpi.action, RULES_ACTION_ALERT);
     CHECK_EQ_STR(p->events.eve, "/var/log/sluice/eve.json");
+    CHECK_EQ_INT(p->tls.quic, RULES_QUIC_BLOCK);
+    CHECK_EQ_INT(p->tls.other_ports, RULES_OTHER_ALERT);
     CHECK(p->compiled == NULL);
     CHECK_EQ_INT(p->refs, 1);
 }
@@ -891,6 +893,76 @@ static void test_threads(void)
     }
 }
 
+/* What the TLS proxy cannot intercept: tls.quic and tls.other_ports, and
+ * the port lists the engine matches them against. */
+static void test_tls_ports(void)
+{
+    char err[RULES_ERRLEN];
+    struct rules_policy *p;
+
+    p = parse("tls:\n  quic: pass\n  other_ports: block\n", 0, err);
+    CHECK(p != NULL);
+    if (p != NULL) {
+        CHECK_EQ_INT(p->tls.quic, RULES_QUIC_PASS);
+        CHECK_EQ_INT(p->tls.other_ports, RULES_OTHER_BLOCK);
+        CHECK_EQ_INT(p->tls.intercept, 1);
+    }
+    rules_policy_unref(p);
+    p = parse("tls: {quic: BLOCK, other_ports: Pass}\n", 0, err);
+    CHECK(p != NULL);
+    if (p != NULL) {
+        CHECK_EQ_INT(p->tls.quic, RULES_QUIC_BLOCK);
+        CHECK_EQ_INT(p->tls.other_ports, RULES_OTHER_PASS);
+    }
+    rules_policy_unref(p);
+    p = parse("tls:\n  other_ports: alert\n", 0, err);
+    CHECK(p != NULL);
+    if (p != NULL) {
+        CHECK_EQ_INT(p->tls.other_ports, RULES_OTHER_ALERT);
+        /* alert and block are the actions alerts carry */
+        CHECK_EQ_INT(p->tls.other_ports, RULES_ACTION_ALERT);
+        CHECK_EQ_INT(RULES_OTHER_BLOCK, RULES_ACTION_BLOCK);
+    }
+    rules_policy_unref(p);
+
+    CHECK_PARSE_ERR("tls:\n  quic: alert\n",
+                    "policy.yaml:2:9: tls.quic: 'alert' is not valid (use block or pass)");
+    CHECK_PARSE_ERR("tls:\n  other_ports: drop\n",
+                    "policy.yaml:2:16: tls.other_ports: 'drop' is not valid (use alert, block or "
+                    "pass)");
+    CHECK_PARSE_ERR("tls:\n  quic: [block]\n",
+                    "policy.yaml:2:9: tls.quic: expected a single word, found a list");
+    CHECK_PARSE_ERR("tls:\n  quic:\n",
+                    "policy.yaml:2:8: tls.quic: empty value (remove the key for the default)");
+
+    p = parse("tls:\n  ports: [443, \"8000:8999\", 993, \"x\", \"10:5\"]\n", 0, err);
+    CHECK(p != NULL);
+    if (p != NULL) {
+        CHECK(rules_port_listed(&p->tls.ports, 443));
+        CHECK(rules_port_listed(&p->tls.ports, 993));
+        CHECK(rules_port_listed(&p->tls.ports, 8000));
+        CHECK(rules_port_listed(&p->tls.ports, 8443));
+        CHECK(rules_port_listed(&p->tls.ports, 8999));
+        CHECK(!rules_port_listed(&p->tls.ports, 9000));
+        CHECK(!rules_port_listed(&p->tls.ports, 444));
+        CHECK(!rules_port_listed(&p->tls.ports, 7));
+        CHECK(!rules_port_listed(&p->tls.ports, 0));
+    }
+    rules_policy_unref(p);
+    p = parse("tls:\n  ports: []\n", 0, err);
+    CHECK(p != NULL);
+    if (p != NULL)
+        CHECK(!rules_port_listed(&p->tls.ports, 443));
+    rules_policy_unref(p);
+    p = parse("", 0, err);
+    CHECK(p != NULL);
+    if (p != NULL) {
+        CHECK(rules_port_listed(&p->tls.ports, 443));
+        CHECK(!rules_port_listed(&p->tls.ports, 8443));
+    }
+    rules_policy_unref(p);
+}
+
 int main(void)
 {
     const char *srcdir = getenv("SRCDIR");
@@ -902,6 +974,7 @@ int main(void)
     test_full();
     test_spellings();
     test_errors();
+    test_tls_ports();
     test_sizes();
     test_durations();
     test_paths();

@@ -662,7 +662,7 @@ static void tls_report(void *ctx, const struct tls_proxy_peer *peer, const char 
     struct dpi_tls_facts facts = {.sni = peer->sni, .action = action, .reason = why};
     struct dpi_event ev = {.type = DPI_EVENT_TLS,
                            .ts_us = now_us(),
-                           .app_proto = strcmp(action, "plaintext") == 0 ? NULL : "tls",
+                           .app_proto = peer->tls ? "tls" : NULL,
                            .meta = &m,
                            .tls = &facts};
     struct flow_owner *o = owner_of(&w->owners, &m);

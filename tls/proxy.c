@@ -160,6 +160,7 @@ struct conn {
     uint8_t client_auth; /* the upstream asked for a client certificate */
     uint8_t ticket;      /* the upstream sent a session ticket (it accepted us) */
     uint8_t plain;       /* not TLS, relayed as plaintext through the engine */
+    uint8_t tls;         /* the client sent a ClientHello OpenSSL accepts */
     uint8_t bypass;      /* a bypass claim being validated */
     uint8_t mtls_splice; /* splice if the upstream asks for a client certificate */
     uint8_t waiting;     /* on the worker's list of connections waiting for hold_total */
@@ -296,6 +297,7 @@ static void peer_init(struct tls_proxy_peer *peer, const struct conn *c)
     peer->client = (const struct sockaddr *)&c->client;
     peer->server = (const struct sockaddr *)&c->server;
     peer->hello = NULL;
+    peer->tls = c->tls;
     peer->sni = c->sni;
     peer->version = c->version;
 }
@@ -1717,10 +1719,10 @@ static void hello_step(struct conn *c)
         c->alpn = (uint8_t)pr.alpn;
         tls = 1;
     }
+    c->tls = (uint8_t)tls;
     struct tls_proxy_peer peer;
     peer_init(&peer, c);
     peer.hello = hp;
-    peer.tls = tls;
     struct tls_proxy_decision dec;
     memset(&dec, 0, sizeof(dec));
     dec.action = tls ? TLS_PROXY_INTERCEPT : TLS_PROXY_CLOSE;

@@ -128,7 +128,7 @@ struct tls_proxy_peer {
     const struct sockaddr *server; /* the original destination (from the kernel) */
     const struct dpi_hello *hello; /* decide() only; NULL: not TLS, or a hello sluice's own
                                       parser found odd (tls says which) */
-    int tls;                       /* a ClientHello OpenSSL accepts (decide() only) */
+    int tls;                       /* the client sent a ClientHello OpenSSL accepts */
     const char *sni;               /* "" when absent */
     int version;                   /* negotiated upstream (TLS1_3_VERSION), 0 before or plain */
 };

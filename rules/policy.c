@@ -158,7 +158,7 @@ static const struct key keys[] = {
     K_ENUM("tls.non_tls", tls.non_tls, "refuse", non_tls_modes),
     K_NAMES("tls.mtls_splice", tls.mtls_splice, NULL),
     K_DURATION("tls.bypass_confirm", tls.bypass_confirm_s, "5m", 0, DAY),
-    K_COUNT("tls.max_per_container", tls.max_per_container, "256", 1, 1000000),
+    K_COUNT("tls.max_per_container", tls.max_per_container, "2000", 1, 1000000),
     K_SIZE("tls.held_total", tls.held_total, "256MiB", MiB, 64 * GiB),
     K_DURATION("tls.stall_timeout", tls.stall_timeout_s, "30s", 1, DAY),
 

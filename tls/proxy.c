@@ -40,8 +40,10 @@
  *
  * Fair shares: held bytes of all connections are counted against
  * hold_total; once it is reached, the clients holding most stop being read
- * (backpressure) until it goes down, and a connection whose held bytes make
- * no progress for stall_ms is closed. Each client address has at most
+ * (backpressure) until it goes down, for HOLD_WAIT_MS at most (then the
+ * message is streamed, as past hold_limit, so held messages cannot wait for
+ * each other forever), and a connection whose held bytes make no progress
+ * for stall_ms is closed. Each client address has at most
  * max_per_client connections. Refusals for lack of resources are counted
  * and reported at most once a second per worker.
  */
@@ -95,6 +97,9 @@
  * certificate and got none, how long to wait for its verdict (a session
  * ticket, data, or an alert) before going on. */
 #define CONFIRM_MS 1000
+/* How long a connection waits for hold_total before its held message is
+ * streamed instead. */
+#define HOLD_WAIT_MS 1000
 /* Resource refusals are reported at most this often per worker. */
 #define REPORT_MS 1000
 /* Confirmed bypasses kept (address, port, name), direct-mapped. */
@@ -167,6 +172,7 @@ struct conn {
     struct client *cl;   /* its client address, counted */
     struct conn *wnext;  /* in the worker's waiting list */
     size_t counted;      /* of its held bytes, added to the totals */
+    uint64_t wait_ms;    /* waiting for hold_total since */
     struct sockaddr_storage client, server;
     char sni[256];
     char why[TLS_ERRLEN]; /* the rule that spliced or bypassed it */
@@ -907,9 +913,21 @@ static int pump(struct conn *c, int d)
         if (c->hold[d] && p->cfg.hold_total) {
             held_update(c);
             if (held_over(c)) {
-                wait_for_budget(c); /* backpressure: this side is not read for now */
-                return 0;
+                if (c->wait_ms == 0)
+                    c->wait_ms = w->now ? w->now : 1;
+                if (w->now < c->wait_ms + HOLD_WAIT_MS) {
+                    wait_for_budget(c); /* backpressure: this side is not read for now */
+                    return 0;
+                }
+                /* Held messages that all wait for more bytes would wait for
+                 * each other forever: after HOLD_WAIT_MS this one is
+                 * streamed, still inspected (a block then cuts it). */
+                c->overflow[d] = 1;
+                c->hold[d] = 0;
+                STAT_ADD(w, hold_overflows, 1);
+                continue;
             }
+            c->wait_ms = 0;
         }
         ssize_t n = side_read(src, w->scratch, IO_CHUNK);
         if (n == IO_WANT_READ || n == IO_WANT_WRITE) {

@@ -938,7 +938,7 @@ static void test_tls_keys(void)
     if (p != NULL) {
         CHECK_EQ_INT(p->tls.non_tls, RULES_NON_TLS_REFUSE);
         CHECK_EQ_INT(p->tls.mtls_splice.n, 0);
-        CHECK_EQ_INT(p->tls.max_per_container, 256);
+        CHECK_EQ_INT(p->tls.max_per_container, 2000);
         CHECK(p->tls.held_total == 256u << 20);
         CHECK_EQ_INT(p->tls.stall_timeout_s, 30);
         CHECK_EQ_INT(p->tls.bypass_confirm_s, 300);

@@ -16,10 +16,11 @@
  * a container cannot steer the proxy anywhere it could not connect itself.
  *
  * Order of an interception: upstream connect (ops.upstream_socket, or
- * SO_MARK so the appliance's rules do not redirect it back here), upstream handshake with the
- * client's SNI, validation; only then a leaf is forged from the upstream's and the client handshake
- * completes, never at a newer version than upstream's and with http/1.1 as the only ALPN. Nothing
- * from an untrusted upstream reaches the client.
+ * SO_MARK so the appliance's rules do not redirect it back here), upstream
+ * handshake with the client's SNI, validation; only then a leaf is forged
+ * from the upstream's and the client handshake completes, never at a newer
+ * version than upstream's and with http/1.1 as the only ALPN. Nothing from
+ * an untrusted upstream reaches the client.
  *
  * Nothing is spliced silently. A hello sluice's own parser finds odd is
  * read by OpenSSL (the parser the client handshake will use), and refused
@@ -408,7 +409,7 @@ static void held_update(struct conn *c)
     struct client *cl = c->cl;
     size_t before = cl->held;
     cl->held = cl->held - c->counted + now;
-    p->held = p->held - c->counted + now;
+    __atomic_store_n(&p->held, p->held - c->counted + now, __ATOMIC_RELAXED);
     if (before == 0 && cl->held > 0)
         p->holding_clients++;
     else if (before > 0 && cl->held == 0)
@@ -445,7 +446,8 @@ static void client_remove(struct conn *c)
 static int held_over(struct conn *c)
 {
     struct tls_proxy *p = c->w->p;
-    if (p->cfg.hold_total == 0 || c->cl == NULL)
+    if (p->cfg.hold_total == 0 || c->cl == NULL ||
+        __atomic_load_n(&p->held, __ATOMIC_RELAXED) < p->cfg.hold_total)
         return 0;
     pthread_mutex_lock(&p->lock);
     unsigned n = p->holding_clients ? p->holding_clients : 1;
@@ -461,7 +463,6 @@ static void wait_for_budget(struct conn *c)
     c->waiting = 1;
     c->wnext = c->w->waiting;
     c->w->waiting = c;
-    STAT_ADD(c->w, hold_waits, 1);
 }
 
 /* --- confirmed bypasses ------------------------------------------------------------ */
@@ -911,10 +912,11 @@ static int pump(struct conn *c, int d)
             return 0;
         }
         if (c->hold[d] && p->cfg.hold_total) {
-            held_update(c);
             if (held_over(c)) {
-                if (c->wait_ms == 0)
+                if (c->wait_ms == 0) {
                     c->wait_ms = w->now ? w->now : 1;
+                    STAT_ADD(w, hold_waits, 1);
+                }
                 if (w->now < c->wait_ms + HOLD_WAIT_MS) {
                     wait_for_budget(c); /* backpressure: this side is not read for now */
                     return 0;

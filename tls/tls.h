@@ -232,7 +232,7 @@ struct tls_proxy_stats {
     uint64_t accept_paused;        /* out of descriptors: accepting paused for a tick */
     uint64_t not_tls;              /* streams that were not TLS (refused or relayed as plaintext) */
     uint64_t over_client_cap;      /* refused: the client had max_per_client open */
-    uint64_t hold_waits;           /* reads paused because hold_total was reached */
+    uint64_t hold_waits;           /* messages whose reading paused for hold_total */
     uint64_t stalls;               /* closed for no progress (stall_ms) */
     uint64_t bypass_confirmed;     /* bypass claims whose upstream was valid for the name */
     uint64_t bypass_unconfirmed;   /* bypass claims intercepted instead */

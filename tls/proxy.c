@@ -549,6 +549,33 @@ static void conn_touch(struct conn *c)
 }
 
 static void client_start(struct conn *c);
+static void refuse_alert(struct conn *c, const char *why);
+static void connect_failed(struct conn *c, const char *why);
+
+/* A connection that made no progress in a step before relaying: a silent
+ * client is reported as a resource refusal (rate-limited), an upstream that
+ * does not answer as a refused upstream. */
+static void handshake_timeout(struct conn *c)
+{
+    char why[TLS_ERRLEN];
+    unsigned ms = c->w->p->cfg.handshake_ms;
+    STAT_ADD(c->w, timeouts, 1);
+    switch (c->st) {
+    case ST_HELLO:
+        snprintf(why, sizeof(why), "out of time: no complete ClientHello in %u ms", ms);
+        report_resource(c, why);
+        break;
+    case ST_CONNECT:
+    case ST_UP_HS:
+        snprintf(why, sizeof(why), "the upstream did not complete the %s in %u ms",
+                 c->st == ST_CONNECT ? "TCP connection" : "TLS handshake", ms);
+        connect_failed(c, why);
+        return;
+    default:
+        break; /* the client's own handshake: it went away or never trusted us */
+    }
+    conn_close(c);
+}
 
 static void sweep(struct worker *w)
 {
@@ -564,7 +591,11 @@ static void sweep(struct worker *w)
     for (struct conn *c = w->idle.head, *next; c && c->last_ms + stall <= w->now; c = next) {
         next = c->next;
         if (c->out[0].len || c->out[1].len) {
+            char why[TLS_ERRLEN];
+            snprintf(why, sizeof(why), "out of time: %zu bytes held without progress for %u ms",
+                     c->out[0].len + c->out[1].len, stall);
             STAT_ADD(w, stalls, 1);
+            report_resource(c, why);
             conn_close(c);
         }
     }
@@ -582,9 +613,10 @@ static void sweep(struct worker *w)
         }
         uint64_t limit = c->st == ST_LINGER ? LINGER_MS : cfg->handshake_ms;
         if (c->last_ms + limit <= w->now) {
-            if (c->st != ST_LINGER)
-                STAT_ADD(w, timeouts, 1);
-            conn_close(c);
+            if (c->st == ST_LINGER)
+                conn_close(c);
+            else
+                handshake_timeout(c);
         }
     }
 }

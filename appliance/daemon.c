@@ -495,6 +495,7 @@ struct tls_conn {
     char sni[256], version[16];
     char signature[128];
     int enforce;
+    int plain;
 };
 
 static uint64_t now_us(void)
@@ -537,7 +538,7 @@ static void tls_on_event(void *ctx, const struct dpi_event *ev)
         snprintf(c->signature, sizeof(c->signature), "%s", ev->alert->signature);
     if (!o->inspected)
         return;
-    eve_format(&w->owners.j, ev, o->mode, &o->c, c ? &c->facts : NULL);
+    eve_format(&w->owners.j, ev, o->mode, &o->c, c && !c->plain ? &c->facts : NULL);
     if (!w->owners.j.failed) {
         evq_push(w->d, w->owners.j.buf, w->owners.j.len);
         atomic_fetch_add(&w->d->events, 1);
@@ -575,31 +576,107 @@ static struct tls_worker *tls_worker_of(struct daemon *d, unsigned worker)
     return w;
 }
 
-static int sni_bypassed(const struct rules_policy *p, const char *sni)
+/* The tls.bypass_sni mask the name matches; NULL if none. */
+static const char *sni_bypassed(const struct rules_policy *p, const char *sni)
 {
     for (size_t i = 0; i < p->tls.bypass_sni.n; i++)
         if (sni[0] && fnmatch(p->tls.bypass_sni.v[i].s, sni, FNM_CASEFOLD) == 0)
-            return 1;
-    return 0;
+            return p->tls.bypass_sni.v[i].s;
+    return NULL;
 }
 
-static enum tls_proxy_action tls_decide(void *ctx, const struct tls_proxy_peer *peer)
+/* The first of masks matching container c; NULL if none. */
+static const char *mask_matching(const struct rules_strlist *masks, const struct sl_container *c)
+{
+    for (size_t i = 0; i < masks->n; i++) {
+        struct rules_strlist one = {&masks->v[i], 1};
+        if (masks_match(&one, c))
+            return masks->v[i].s;
+    }
+    return NULL;
+}
+
+/* The tls.mtls_splice entry the destination falls in; NULL if none. */
+static const char *mtls_listed(const struct rules_policy *p, const struct dpi_flow_meta *m)
+{
+    for (size_t i = 0; i < p->tls.mtls_splice.n; i++)
+        if (rules_dest_match(p->tls.mtls_splice.v[i].s, m->family, m->dst, m->dport) == 1)
+            return p->tls.mtls_splice.v[i].s;
+    return NULL;
+}
+
+/*
+ * What the policy says of a new connection on an intercepted port. Spliced
+ * only where it names a reason: a container not inspected, bypass_containers,
+ * bypass_sni once the proxy confirms the name at the destination, and
+ * mtls_splice when the server asks for a client certificate.
+ */
+static void tls_decide(void *ctx, const struct tls_proxy_peer *peer, struct tls_proxy_decision *out)
+{
+    struct daemon *d = ctx;
+    struct tls_worker *w = &d->tls_workers[peer->worker];
+    struct dpi_flow_meta m;
+    const char *hit;
+
+    meta_from(&m, peer->client, peer->server);
+    m.flow_id = ++w->next_id;
+    struct flow_owner *o = owner_of(&w->owners, &m);
+    struct rules_policy *p = policy_get(d);
+    if (!o->inspected) {
+        out->action = TLS_PROXY_SPLICE;
+        snprintf(out->why, sizeof(out->why), "container not inspected (containers.*)");
+    } else if ((hit = mask_matching(&p->tls.bypass_containers, &o->c)) != NULL) {
+        out->action = TLS_PROXY_SPLICE;
+        snprintf(out->why, sizeof(out->why), "tls.bypass_containers: %s", hit);
+    } else if (!peer->tls) {
+        int pass = p->tls.non_tls == RULES_NON_TLS_PASS;
+        out->action = pass ? TLS_PROXY_PLAIN : TLS_PROXY_CLOSE;
+        snprintf(out->why, sizeof(out->why), "not TLS on a TLS port (tls.non_tls: %s)",
+                 pass ? "pass" : "refuse");
+    } else if ((hit = sni_bypassed(p, peer->sni)) != NULL) {
+        out->action = TLS_PROXY_BYPASS;
+        snprintf(out->why, sizeof(out->why), "tls.bypass_sni: %s", hit);
+    } else {
+        out->action = TLS_PROXY_INTERCEPT;
+    }
+    if ((hit = mtls_listed(p, &m)) != NULL) {
+        out->mtls_splice = 1;
+        snprintf(out->mtls_why, sizeof(out->mtls_why),
+                 "tls.mtls_splice: %s (the server asked for a client certificate)", hit);
+    }
+    rules_policy_unref(p);
+    o->flow_id = 0;
+}
+
+/*
+ * A decision of the proxy that is not an interception: an event of type
+ * "tls" with tls.action and tls.reason. Containers the policy does not
+ * inspect get none (containers.exclude: no events).
+ */
+static void tls_report(void *ctx, const struct tls_proxy_peer *peer, const char *action,
+                       const char *why)
 {
     struct daemon *d = ctx;
     struct tls_worker *w = &d->tls_workers[peer->worker];
     struct dpi_flow_meta m;
 
-    if (peer->hello == NULL)
-        return TLS_PROXY_SPLICE; /* not TLS: relayed as it is */
     meta_from(&m, peer->client, peer->server);
-    m.flow_id = ++w->next_id;
+    m.flow_id = ((uint64_t)(128 + peer->worker) << 40) | ++w->next_id;
+    struct dpi_tls_facts facts = {.sni = peer->sni, .action = action, .reason = why};
+    struct dpi_event ev = {.type = DPI_EVENT_TLS,
+                           .ts_us = now_us(),
+                           .app_proto = peer->tls ? "tls" : NULL,
+                           .meta = &m,
+                           .tls = &facts};
     struct flow_owner *o = owner_of(&w->owners, &m);
-    struct rules_policy *p = policy_get(d);
-    int splice = !o->inspected || sni_bypassed(p, peer->sni) ||
-                 masks_match(&p->tls.bypass_containers, &o->c);
-    rules_policy_unref(p);
+    if (o->inspected) {
+        eve_format(&w->owners.j, &ev, EVE_ENFORCE, &o->c, NULL);
+        if (!w->owners.j.failed) {
+            evq_push(d, w->owners.j.buf, w->owners.j.len);
+            atomic_fetch_add(&d->events, 1);
+        }
+    }
     o->flow_id = 0;
-    return splice ? TLS_PROXY_SPLICE : TLS_PROXY_INTERCEPT;
 }
 
 static void *tls_open(void *ctx, const struct tls_proxy_peer *peer)
@@ -621,6 +698,7 @@ static void *tls_open(void *ctx, const struct tls_proxy_peer *peer)
     c->facts.version = c->version;
     c->facts.alpn = "http/1.1";
     c->facts.intercepted = 1;
+    c->plain = peer->version == 0; /* not TLS, relayed as plaintext (tls.non_tls: pass) */
     struct flow_owner *o = owner_of(&w->owners, &c->meta);
     c->enforce = o->inspected && o->mode == EVE_ENFORCE;
     c->flow = dpi_flow_new(w->engine, &c->meta);
@@ -805,6 +883,10 @@ static int tls_start(struct daemon *d, const struct rules_policy *p, unsigned cp
         .idle_ms = 300000,
         .handshake_ms = 10000,
         .hold_limit = p->limits.body,
+        .hold_total = p->tls.held_total,
+        .max_per_client = p->tls.max_per_container,
+        .stall_ms = p->tls.stall_timeout_s * 1000,
+        .bypass_cache_s = p->tls.bypass_confirm_s,
         .upstream_mark = NFQ_MARK_OWN,
         .forge = d->forge,
         .ca = d->ca,
@@ -816,8 +898,18 @@ static int tls_start(struct daemon *d, const struct rules_policy *p, unsigned cp
         return -1;
     }
     struct tls_proxy_ops ops = {
-        d,       tls_decide,     tls_open,    tls_data,  tls_holding,
-        tls_end, tls_block_page, tls_refused, tls_close, tls_upstream_socket};
+        .ctx = d,
+        .decide = tls_decide,
+        .open = tls_open,
+        .data = tls_data,
+        .holding = tls_holding,
+        .end = tls_end,
+        .block_page = tls_block_page,
+        .refused = tls_refused,
+        .close = tls_close,
+        .report = tls_report,
+        .upstream_socket = tls_upstream_socket,
+    };
     d->tls = tls_proxy_start(&cfg, &ops, why, sizeof(why));
     if (d->tls == NULL) {
         snprintf(err, errlen, "TLS proxy: %s", why);
@@ -1304,6 +1396,15 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
         json_uint(r, "spliced", ts.spliced);
         json_uint(r, "refused", ts.refused);
         json_uint(r, "blocked", ts.blocked);
+        json_uint(r, "closed", ts.closed);
+        json_uint(r, "not_tls", ts.not_tls);
+        json_uint(r, "timeouts", ts.timeouts);
+        json_uint(r, "over_container_cap", ts.over_client_cap);
+        json_uint(r, "held_waits", ts.hold_waits);
+        json_uint(r, "stalls", ts.stalls);
+        json_uint(r, "bypass_confirmed", ts.bypass_confirmed);
+        json_uint(r, "bypass_unconfirmed", ts.bypass_unconfirmed);
+        json_uint(r, "held", ts.held);
         json_uint(r, "open", ts.open);
         json_uint(r, "forged_leaves", tls_forge_entries(d->forge));
         json_object_end(r);

@@ -137,11 +137,16 @@ static void format_tls(struct json *j, const struct dpi_tls_facts *t)
     json_object_begin(j, "tls");
     if (t->sni && t->sni[0])
         json_string(j, "sni", t->sni);
-    json_string(j, "version", t->version);
+    if (t->version)
+        json_string(j, "version", t->version);
     if (t->alpn && t->alpn[0])
         json_string(j, "alpn", t->alpn);
     if (t->intercepted)
         json_bool(j, "intercepted", 1);
+    if (t->action)
+        json_string(j, "action", t->action);
+    if (t->reason)
+        json_string(j, "reason", t->reason);
     if (t->ja3_hash == NULL) { /* facts of an intercepted flow: no hello here */
         json_object_end(j);
         return;

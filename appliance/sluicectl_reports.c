@@ -1,7 +1,7 @@
 /*
- * sluicectl reports: the reports of sluiced (alert, isolation and detection
- * events) read straight from the event log, so they are there when the
- * daemon is not.
+ * sluicectl reports: the reports of sluiced (alert, anomaly, isolation and
+ * detection events, and the TLS proxy's splices and refusals) read straight
+ * from the event log, so they are there when the daemon is not.
  *
  * A busy host logs gigabytes of flow and http events for each alert, so a
  * line is parsed only when a plain substring test says it may be a report:
@@ -36,6 +36,9 @@
 #define TABLE_BATCH    4096 /* rows held before printing: bounds memory */
 
 static const char *const report_types[] = {"alert", "anomaly", "isolation", "detection"};
+/* A "tls" event is a report when it carries the TLS proxy's decision
+ * (tls.action: spliced, refused, ...); ClientHello facts are not. */
+static const char tls_decision[] = "\"action\"";
 
 static const char *const columns[] = {"TIME", "CONTAINER", "DIRECTION", "REMOTE",
                                       "URL",  "SIGNATURE", "ACTION"};
@@ -211,17 +214,20 @@ static int maybe_report(const char *line, size_t len)
             if ((size_t)(end - q) > n && memcmp(q, report_types[i], n) == 0 && q[n] == '"')
                 return 1;
         }
+        if ((size_t)(end - q) > 3 && memcmp(q, "tls\"", 4) == 0)
+            return memmem(line, len, tls_decision, sizeof(tls_decision) - 1) != NULL;
         return 0;
     }
     return 0;
 }
 
-static int is_report_type(const char *type)
+static int is_report(const struct jsonp_value *ev)
 {
+    const char *type = jsonp_str(jsonp_get(ev, "event_type"), NULL);
     for (size_t i = 0; i < sizeof(report_types) / sizeof(report_types[0]); i++)
         if (type && strcmp(type, report_types[i]) == 0)
             return 1;
-    return 0;
+    return type && strcmp(type, "tls") == 0 && jsonp_path(ev, "tls.action") != NULL;
 }
 
 static int container_matches(struct reader *r, const struct jsonp_value *c)
@@ -440,8 +446,7 @@ static void on_line(struct reader *r, const char *line, size_t len)
     }
     const struct jsonp_value *ev = jsonp_root(doc);
     int64_t ts;
-    if (!is_report_type(jsonp_str(jsonp_get(ev, "event_type"), NULL)) ||
-        (o->container && !container_matches(r, jsonp_get(ev, "container"))) ||
+    if (!is_report(ev) || (o->container && !container_matches(r, jsonp_get(ev, "container"))) ||
         (o->since_us != INT64_MIN &&
          (parse_time(jsonp_str(jsonp_get(ev, "timestamp"), ""), 0, &ts) != 0 ||
           ts < o->since_us))) {

@@ -87,6 +87,11 @@ struct dpi_tls_facts {
     const char *ja3_hash;
     const char *ja3_string;
     int intercepted; /* decrypted by sluice's TLS proxy */
+    /* The TLS proxy's decisions other than interception (event_type "tls"):
+     * "spliced", "refused", "intercepted" (a bypass claim not confirmed),
+     * "plaintext"; NULL otherwise. */
+    const char *action;
+    const char *reason;
 };
 
 #define DPI_REASON_MAX 320

@@ -18,6 +18,7 @@
  */
 #include "rules.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -89,6 +90,8 @@ static const char *const actions[] = {"alert", "block", NULL};
 /* Indexed by enum rules_mode and enum rules_fail. */
 static const char *const modes[] = {"enforce", "audit", NULL};
 static const char *const fail_modes[] = {"open", "closed", NULL};
+/* Indexed by enum rules_non_tls. */
+static const char *const non_tls_modes[] = {"refuse", "pass", NULL};
 /* Indexed by enum rules_response. */
 static const char *const responses[] = {"isolate", "stop", "alert", NULL};
 /* Indexed by enum rules_other_ports and enum rules_quic. */
@@ -157,6 +160,12 @@ static const struct key keys[] = {
     K_BOOL("tls.auto_install", tls.auto_install, "false"),
     K_ENUM("tls.quic", tls.quic, "block", quic),
     K_ENUM("tls.other_ports", tls.other_ports, "alert", other_ports),
+    K_ENUM("tls.non_tls", tls.non_tls, "refuse", non_tls_modes),
+    K_NAMES("tls.mtls_splice", tls.mtls_splice, NULL),
+    K_DURATION("tls.bypass_confirm", tls.bypass_confirm_s, "5m", 0, DAY),
+    K_COUNT("tls.max_per_container", tls.max_per_container, "2000", 1, 1000000),
+    K_SIZE("tls.held_total", tls.held_total, "256MiB", MiB, 64 * GiB),
+    K_DURATION("tls.stall_timeout", tls.stall_timeout_s, "30s", 1, DAY),
 
     K_NAMES("compromise.findings", compromise.findings, "malware"),
     K_ENUM("compromise.action", compromise.action, "alert", responses),
@@ -293,6 +302,61 @@ int rules_port_listed(const struct rules_strlist *ports, unsigned port)
 
 /* All multipliers are binary: "k", "KB" and "KiB" all mean 1024, as sizes of
  * buffers are always meant here; documented in doc/policy.md. */
+int rules_dest_match(const char *entry, int family, const uint8_t *addr, unsigned port)
+{
+    char net[64];
+    const char *portstr = NULL, *colon = strchr(entry, ':');
+    size_t n;
+    if (entry[0] == '[') {
+        const char *end = strchr(entry, ']');
+        if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+            return -1;
+        n = (size_t)(end - entry - 1);
+        entry++;
+        portstr = end[1] == ':' ? end + 2 : NULL;
+    } else if (colon && strchr(colon + 1, ':') == NULL) {
+        n = (size_t)(colon - entry); /* IPv4 with a port */
+        portstr = colon + 1;
+    } else {
+        n = strlen(entry);
+    }
+    if (n == 0 || n >= sizeof(net))
+        return -1;
+    memcpy(net, entry, n);
+    net[n] = '\0';
+    unsigned want_port = 0;
+    if (portstr) {
+        uint64_t v;
+        const char *end;
+        if (parse_uint(portstr, &v, &end) < 0 || *end != '\0' || v == 0 || v > 65535)
+            return -1;
+        want_port = (unsigned)v;
+    }
+    char *slash = strchr(net, '/');
+    if (slash)
+        *slash = '\0';
+    uint8_t a[16];
+    int fam = inet_pton(AF_INET, net, a) == 1 ? 4 : inet_pton(AF_INET6, net, a) == 1 ? 6 : 0;
+    if (fam == 0)
+        return -1;
+    unsigned maxbits = fam == 4 ? 32 : 128, bits = maxbits;
+    if (slash) {
+        uint64_t v;
+        const char *end;
+        if (parse_uint(slash + 1, &v, &end) < 0 || *end != '\0' || v > maxbits)
+            return -1;
+        bits = (unsigned)v;
+    }
+    if (addr == NULL || family != fam || (want_port && port != want_port))
+        return 0;
+    for (unsigned i = 0; i < bits; i++) {
+        uint8_t m = (uint8_t)(0x80 >> (i % 8));
+        if ((a[i / 8] & m) != (addr[i / 8] & m))
+            return 0;
+    }
+    return 1;
+}
+
 int rules_parse_size(const char *s, uint64_t *out)
 {
     static const struct {
@@ -645,6 +709,10 @@ static int list_add(struct loader *ld, const struct key *k, struct rules_strlist
     if (s[0] == '\0')
         return FAIL_AT(ld, mark, "%s: %s must not be empty", k->path,
                        k->type == KEY_PATHS ? "a path" : "a name");
+    if (k->off == offsetof(struct rules_policy, tls.mtls_splice) &&
+        rules_dest_match(s, 0, NULL, 0) < 0)
+        return FAIL_AT(ld, mark, "%s: %s is not CIDR, CIDR:port or [CIDR]:port", k->path,
+                       quote(ld, s));
     copy = k->type == KEY_PATHS ? resolve(ld, s) : strdup(s);
     if (copy == NULL)
         return FAIL_AT(ld, mark, "%s: out of memory", k->path);

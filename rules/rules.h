@@ -57,6 +57,11 @@ enum rules_response {
     RULES_RESPONSE_ALERT, /* report only */
 };
 
+enum rules_non_tls {
+    RULES_NON_TLS_REFUSE = 0, /* closed, with an event */
+    RULES_NON_TLS_PASS,       /* relayed as plaintext through the engine, with an event */
+};
+
 enum rules_action {
     RULES_ACTION_ALERT = 0, /* report only */
     RULES_ACTION_BLOCK,     /* report and stop the transfer (inline feeders) */
@@ -155,6 +160,13 @@ struct rules_policy {
         int auto_install;                       /* CA into every container that starts */
         enum rules_quic quic;                   /* UDP from containers to those ports */
         enum rules_other_ports other_ports;     /* TLS on a port not intercepted */
+        enum rules_non_tls non_tls;             /* what is not TLS on a TLS port */
+        struct rules_strlist mtls_splice;       /* destinations ("CIDR", "CIDR:port") whose
+                                                   mutual TLS is spliced */
+        unsigned bypass_confirm_s;              /* a confirmed bypass_sni is trusted this long */
+        unsigned max_per_container;             /* open connections per client address */
+        uint64_t held_total;                    /* plaintext held by the proxy, all connections */
+        unsigned stall_timeout_s;               /* a held message without progress is closed */
     } tls;
 
     /* Compromise: which findings make a container compromised, and then what. */
@@ -189,6 +201,10 @@ void rules_policy_unref(struct rules_policy *p);
 /* 1 if port is in a list of ports and ranges ("443", "8000:8999"); entries
  * that are neither count for nothing (sluiced refuses them at start). */
 int rules_port_listed(const struct rules_strlist *ports, unsigned port);
+/* Whether the address (family 4 or 6, network order) and port fall in a
+ * destination written "CIDR", "ADDR", "CIDR:port" or "[CIDR]:port": 1 yes,
+ * 0 no, -1 if entry is none of those. addr NULL: only checks entry. */
+int rules_dest_match(const char *entry, int family, const uint8_t *addr, unsigned port);
 
 /* Size strings: "16MiB", "512k", "1G", "4096". Returns 0 on success. */
 int rules_parse_size(const char *s, uint64_t *out);

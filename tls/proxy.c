@@ -15,18 +15,38 @@
  * destination comes from conntrack (SO_ORIGINAL_DST), never from the SNI, so
  * a container cannot steer the proxy anywhere it could not connect itself.
  *
- * Order of an interception: upstream connect (SO_MARK, so the appliance's
- * rules do not redirect it back here), upstream handshake with the client's
- * SNI, validation; only then a leaf is forged from the upstream's and the
- * client handshake completes, never at a newer version than upstream's and
- * with http/1.1 as the only ALPN. Nothing from an untrusted upstream reaches
- * the client.
+ * Order of an interception: upstream connect (ops.upstream_socket, or
+ * SO_MARK so the appliance's rules do not redirect it back here), upstream
+ * handshake with the client's SNI, validation; only then a leaf is forged
+ * from the upstream's and the client handshake completes, never at a newer
+ * version than upstream's and with http/1.1 as the only ALPN. Nothing from
+ * an untrusted upstream reaches the client.
+ *
+ * Nothing is spliced silently. A hello sluice's own parser finds odd is
+ * read by OpenSSL (the parser the client handshake will use), and refused
+ * only if OpenSSL refuses it; bytes that are not TLS are refused or relayed
+ * as plaintext through the engine. A splice happens only for a reason the
+ * appliance names, and a bypass claimed by server name only once the real
+ * destination proves it with a certificate valid for that name (the
+ * interception's own upstream handshake; confirmations are cached). A server
+ * asking for a client certificate gets an empty answer, and is spliced only
+ * where the appliance's decision says so. Every splice and refusal goes to
+ * ops.report or ops.refused with its reason.
  *
  * Plaintext goes through ops.data; while ops.holding says a message is open,
  * its bytes are kept (up to hold_limit per connection) so that a block can
  * replace the whole message with a page instead of cutting it. Buffers exist
  * only while bytes are held or a write is blocked; idle connections keep
  * their SSL objects with released buffers and this struct.
+ *
+ * Fair shares: held bytes of all connections are counted against
+ * hold_total; once it is reached, the clients holding most stop being read
+ * (backpressure) until it goes down, for HOLD_WAIT_MS at most (then the
+ * message is streamed, as past hold_limit, so held messages cannot wait for
+ * each other forever), and a connection whose held bytes make no progress
+ * for stall_ms is closed. Each client address has at most
+ * max_per_client connections. Refusals for lack of resources are counted
+ * and reported at most once a second per worker.
  */
 #include "dpi.h"
 #include "sl_buf.h"
@@ -48,6 +68,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -63,14 +84,29 @@
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
 
-/* A ClientHello of up to 16 KiB of handshake, with the headers of the
- * records it may be cut into. A longer one is treated as not TLS. */
-#define HELLO_MAX   (16384 + 1024)
+/* The longest ClientHello peeked: 64 KiB of handshake with the headers of
+ * the records it may be cut into. Real clients send a few hundred bytes to
+ * a few KiB (post-quantum key shares included); a longer hello is refused
+ * with an event. The kernel's receive buffer holds this much. */
+#define HELLO_MAX   (65536 + 5 * 16 + 1024)
 #define IO_CHUNK    16384 /* one TLS record of plaintext */
 #define PAGE_MAX    16384
 #define READ_BUDGET 32 /* reads per direction per wakeup, for fairness */
 #define TICK_MS     250
 #define LINGER_MS   2000
+/* After a TLS 1.3 handshake in which the upstream asked for a client
+ * certificate and got none, how long to wait for its verdict (a session
+ * ticket, data, or an alert) before going on. */
+#define CONFIRM_MS 1000
+/* How long a connection waits for hold_total before its held message is
+ * streamed instead. */
+#define HOLD_WAIT_MS 1000
+/* Resource refusals are reported at most this often per worker. */
+#define REPORT_MS 1000
+/* Confirmed bypasses kept (address, port, name), direct-mapped. */
+#define BYPASS_SLOTS 1024
+/* Client addresses tracked for max_per_client and held bytes. */
+#define CLIENT_BUCKETS 1024
 /* A worker back to no connection after this many at once gives the memory
  * they used back to the system (see worker_main). */
 #define TRIM_AFTER 256
@@ -84,15 +120,16 @@ struct obj {
 };
 
 enum conn_state {
-    ST_HELLO,     /* peeking the ClientHello */
-    ST_CONNECT,   /* upstream TCP connect */
-    ST_UP_HS,     /* upstream handshake */
-    ST_CL_HS,     /* client handshake, forged leaf */
-    ST_RELAY,     /* intercepted: plaintext both ways */
-    ST_SPLICE,    /* bytes both ways, untouched */
-    ST_REFUSE_HS, /* client handshake to show why upstream was refused */
-    ST_DRAIN,     /* writing a page to the client */
-    ST_LINGER,    /* page sent: reading until the client closes, so it is not reset */
+    ST_HELLO,      /* peeking the ClientHello */
+    ST_CONNECT,    /* upstream TCP connect */
+    ST_UP_HS,      /* upstream handshake */
+    ST_UP_CONFIRM, /* TLS 1.3 upstream that asked for a client certificate: its verdict */
+    ST_CL_HS,      /* client handshake, forged leaf */
+    ST_RELAY,      /* intercepted: plaintext both ways */
+    ST_SPLICE,     /* bytes both ways, untouched */
+    ST_REFUSE_HS,  /* client handshake to show why upstream was refused */
+    ST_DRAIN,      /* writing a page to the client */
+    ST_LINGER,     /* page sent: reading until the client closes, so it is not reset */
     ST_DEAD,
 };
 
@@ -127,8 +164,35 @@ struct conn {
     uint8_t shut[2];      /* EOF passed on to side[!d] */
     uint8_t opened, alpn;
     uint8_t client_auth; /* the upstream asked for a client certificate */
+    uint8_t ticket;      /* the upstream sent a session ticket (it accepted us) */
+    uint8_t plain;       /* not TLS, relayed as plaintext through the engine */
+    uint8_t tls;         /* the client sent a ClientHello OpenSSL accepts */
+    uint8_t bypass;      /* a bypass claim being validated */
+    uint8_t mtls_splice; /* splice if the upstream asks for a client certificate */
+    uint8_t waiting;     /* on the worker's list of connections waiting for hold_total */
+    struct client *cl;   /* its client address, counted */
+    struct conn *wnext;  /* in the worker's waiting list */
+    size_t counted;      /* of its held bytes, added to the totals */
+    uint64_t wait_ms;    /* waiting for hold_total since */
     struct sockaddr_storage client, server;
     char sni[256];
+    char why[TLS_ERRLEN]; /* the rule that spliced or bypassed it */
+    char mtls_why[160];
+};
+
+/* One client address: its open connections and held bytes. */
+struct client {
+    struct client *next;
+    struct sockaddr_storage addr; /* port 0 */
+    unsigned conns;
+    size_t held;
+};
+
+/* A destination confirmed valid for a bypassed name. */
+struct bypass_slot {
+    struct sockaddr_storage dst;
+    uint64_t expires_ms;
+    char name[256];
 };
 
 struct conn_list {
@@ -151,6 +215,9 @@ struct worker {
     uint64_t closes;           /* connections closed, ever */
     uint64_t paused_ms;        /* listeners out of epoll since (0: not paused) */
     uint64_t paused_closes;    /* closes when they were paused */
+    struct conn *waiting;      /* stopped reading for hold_total */
+    uint64_t report_ms;        /* last resource refusal reported */
+    uint64_t unreported;       /* resource refusals since */
     struct tls_proxy_stats st; /* updated atomically, summed by tls_proxy_stats */
     uint8_t scratch[HELLO_MAX];
 };
@@ -166,6 +233,14 @@ struct tls_proxy {
     unsigned nworkers;
     uint64_t open; /* atomic */
     struct worker *w;
+    SSL_CTX *probe_ctx; /* reads hellos sluice's own parser finds odd */
+    /* Client addresses (max_per_client, fair shares of hold_total) and
+     * confirmed bypasses, shared by the workers. */
+    pthread_mutex_t lock;
+    struct client *clients[CLIENT_BUCKETS];
+    unsigned holding_clients; /* clients with held bytes */
+    size_t held;              /* all held bytes */
+    struct bypass_slot *bypass;
 };
 
 #define STAT_ADD(w, f, n) __atomic_fetch_add(&(w)->st.f, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -214,14 +289,214 @@ static int sa_same(const struct sockaddr_storage *a, const struct sockaddr_stora
     return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
 }
 
+/* Copies src into dst, cut to fit. */
+static void str_set(char *dst, size_t len, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= len)
+        n = len - 1;
+    memmove(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void peer_init(struct tls_proxy_peer *peer, const struct conn *c)
 {
     peer->worker = c->w->idx;
     peer->client = (const struct sockaddr *)&c->client;
     peer->server = (const struct sockaddr *)&c->server;
     peer->hello = NULL;
+    peer->tls = c->tls;
     peer->sni = c->sni;
     peer->version = c->version;
+}
+
+/* --- reports ------------------------------------------------------------------- */
+
+/* A decision that is not an interception (ops.report). */
+static void report(struct conn *c, const char *action, const char *why)
+{
+    const struct tls_proxy_ops *ops = &c->w->p->ops;
+    if (ops->report == NULL)
+        return;
+    struct tls_proxy_peer peer;
+    peer_init(&peer, c);
+    ops->report(ops->ctx, &peer, action, why);
+}
+
+/* A refusal for lack of resources: reported at most once per REPORT_MS per
+ * worker, with how many were not, so a flood cannot flood the log. */
+static void report_resource(struct conn *c, const char *why)
+{
+    struct worker *w = c->w;
+    w->unreported++;
+    if (w->report_ms && w->now < w->report_ms + REPORT_MS)
+        return;
+    char msg[TLS_ERRLEN];
+    if (w->unreported > 1)
+        snprintf(msg, sizeof(msg), "%s (%llu refusals for lack of resources since the last report)",
+                 why, (unsigned long long)w->unreported);
+    else
+        snprintf(msg, sizeof(msg), "%s", why);
+    w->report_ms = w->now ? w->now : 1;
+    w->unreported = 0;
+    report(c, "refused", msg);
+}
+
+/* --- client addresses and their shares --------------------------------------------- */
+
+static unsigned addr_hash(const struct sockaddr_storage *ss, unsigned port, const char *name)
+{
+    const uint8_t *a = ss->ss_family == AF_INET6
+                           ? (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                           : (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+    size_t n = ss->ss_family == AF_INET6 ? 16 : 4;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ a[i]) * 16777619u;
+    h = (h ^ (port & 0xff)) * 16777619u;
+    h = (h ^ (port >> 8)) * 16777619u;
+    for (; name && *name; name++) {
+        unsigned char ch = (unsigned char)*name;
+        h = (h ^ (ch >= 'A' && ch <= 'Z' ? ch + 32 : ch)) * 16777619u;
+    }
+    return h;
+}
+
+/* The address without its port, for comparisons. */
+static void addr_only(struct sockaddr_storage *out, const struct sockaddr_storage *in)
+{
+    memset(out, 0, sizeof(*out));
+    out->ss_family = in->ss_family;
+    if (in->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)out)->sin6_addr = ((const struct sockaddr_in6 *)in)->sin6_addr;
+    else
+        ((struct sockaddr_in *)out)->sin_addr = ((const struct sockaddr_in *)in)->sin_addr;
+}
+
+/* Counts one more connection of c's client; -1 when it has max_per_client
+ * already (or memory is short). */
+static int client_add(struct conn *c)
+{
+    struct tls_proxy *p = c->w->p;
+    struct sockaddr_storage a;
+    addr_only(&a, &c->client);
+    unsigned b = addr_hash(&a, 0, NULL) % CLIENT_BUCKETS;
+    pthread_mutex_lock(&p->lock);
+    struct client *cl = p->clients[b];
+    while (cl && !sa_same(&cl->addr, &a))
+        cl = cl->next;
+    if (cl == NULL && (cl = calloc(1, sizeof(*cl))) != NULL) {
+        cl->addr = a;
+        cl->next = p->clients[b];
+        p->clients[b] = cl;
+    }
+    int ok = cl && (p->cfg.max_per_client == 0 || cl->conns < p->cfg.max_per_client);
+    if (ok) {
+        cl->conns++;
+        c->cl = cl;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return ok ? 0 : -1;
+}
+
+/* Moves c's held bytes in the totals to what it holds now. */
+static void held_update(struct conn *c)
+{
+    struct tls_proxy *p = c->w->p;
+    size_t now = c->st == ST_DEAD ? 0 : c->out[0].len + c->out[1].len;
+    if (now == c->counted || c->cl == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    struct client *cl = c->cl;
+    size_t before = cl->held;
+    cl->held = cl->held - c->counted + now;
+    __atomic_store_n(&p->held, p->held - c->counted + now, __ATOMIC_RELAXED);
+    if (before == 0 && cl->held > 0)
+        p->holding_clients++;
+    else if (before > 0 && cl->held == 0)
+        p->holding_clients--;
+    pthread_mutex_unlock(&p->lock);
+    c->counted = now;
+}
+
+static void client_remove(struct conn *c)
+{
+    struct tls_proxy *p = c->w->p;
+    if (c->cl == NULL)
+        return;
+    held_update(c);
+    pthread_mutex_lock(&p->lock);
+    struct client *cl = c->cl;
+    if (--cl->conns == 0 && cl->held == 0) {
+        unsigned b = addr_hash(&cl->addr, 0, NULL) % CLIENT_BUCKETS;
+        struct client **pp = &p->clients[b];
+        while (*pp != cl)
+            pp = &(*pp)->next;
+        *pp = cl->next;
+        free(cl);
+    }
+    pthread_mutex_unlock(&p->lock);
+    c->cl = NULL;
+}
+
+/*
+ * Whether c must stop reading because hold_total is reached: only when its
+ * client holds at least its share (hold_total over the clients holding), so
+ * the clients that hold most wait and the others go on.
+ */
+static int held_over(struct conn *c)
+{
+    struct tls_proxy *p = c->w->p;
+    if (p->cfg.hold_total == 0 || c->cl == NULL ||
+        __atomic_load_n(&p->held, __ATOMIC_RELAXED) < p->cfg.hold_total)
+        return 0;
+    pthread_mutex_lock(&p->lock);
+    unsigned n = p->holding_clients ? p->holding_clients : 1;
+    int over = p->held >= p->cfg.hold_total && c->cl->held * n >= p->cfg.hold_total;
+    pthread_mutex_unlock(&p->lock);
+    return over;
+}
+
+static void wait_for_budget(struct conn *c)
+{
+    if (c->waiting)
+        return;
+    c->waiting = 1;
+    c->wnext = c->w->waiting;
+    c->w->waiting = c;
+}
+
+/* --- confirmed bypasses ------------------------------------------------------------ */
+
+static struct bypass_slot *bypass_slot(struct tls_proxy *p, const struct conn *c)
+{
+    return &p->bypass[addr_hash(&c->server, sa_port(&c->server), c->sni) % BYPASS_SLOTS];
+}
+
+static int bypass_cached(struct conn *c)
+{
+    struct tls_proxy *p = c->w->p;
+    if (p->bypass == NULL)
+        return 0;
+    pthread_mutex_lock(&p->lock);
+    struct bypass_slot *b = bypass_slot(p, c);
+    int hit = b->expires_ms > c->w->now && sa_same(&b->dst, &c->server) &&
+              strcasecmp(b->name, c->sni) == 0;
+    pthread_mutex_unlock(&p->lock);
+    return hit;
+}
+
+static void bypass_confirm(struct conn *c)
+{
+    struct tls_proxy *p = c->w->p;
+    if (p->bypass == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    struct bypass_slot *b = bypass_slot(p, c);
+    b->dst = c->server;
+    snprintf(b->name, sizeof(b->name), "%s", c->sni);
+    b->expires_ms = c->w->now + (uint64_t)p->cfg.bypass_cache_s * 1000;
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* --- lists and timers ------------------------------------------------------------ */
@@ -274,6 +549,35 @@ static void conn_touch(struct conn *c)
     list_add(&c->w->idle, c);
 }
 
+static void client_start(struct conn *c);
+static void refuse_alert(struct conn *c, const char *why);
+static void connect_failed(struct conn *c, const char *why);
+
+/* A connection that made no progress in a step before relaying: a silent
+ * client is reported as a resource refusal (rate-limited), an upstream that
+ * does not answer as a refused upstream. */
+static void handshake_timeout(struct conn *c)
+{
+    char why[TLS_ERRLEN];
+    unsigned ms = c->w->p->cfg.handshake_ms;
+    STAT_ADD(c->w, timeouts, 1);
+    switch (c->st) {
+    case ST_HELLO:
+        snprintf(why, sizeof(why), "out of time: no complete ClientHello in %u ms", ms);
+        report_resource(c, why);
+        break;
+    case ST_CONNECT:
+    case ST_UP_HS:
+        snprintf(why, sizeof(why), "the upstream did not complete the %s in %u ms",
+                 c->st == ST_CONNECT ? "TCP connection" : "TLS handshake", ms);
+        connect_failed(c, why);
+        return;
+    default:
+        break; /* the client's own handshake: it went away or never trusted us */
+    }
+    conn_close(c);
+}
+
 static void sweep(struct worker *w)
 {
     const struct tls_proxy_config *cfg = &w->p->cfg;
@@ -281,26 +585,39 @@ static void sweep(struct worker *w)
         STAT_ADD(w, timeouts, 1);
         conn_close(w->idle.head);
     }
+    /* A connection holding bytes (a message kept for judgement, a write
+     * the other side does not take) without progress for stall_ms is closed:
+     * slow clients do not keep the budget. */
+    unsigned stall = cfg->stall_ms ? cfg->stall_ms : cfg->idle_ms;
+    for (struct conn *c = w->idle.head, *next; c && c->last_ms + stall <= w->now; c = next) {
+        next = c->next;
+        if (c->out[0].len || c->out[1].len) {
+            char why[TLS_ERRLEN];
+            snprintf(why, sizeof(why), "out of time: %zu bytes held without progress for %u ms",
+                     c->out[0].len + c->out[1].len, stall);
+            STAT_ADD(w, stalls, 1);
+            report_resource(c, why);
+            conn_close(c);
+        }
+    }
     /* Handshakes and pages share one list; a page gets LINGER_MS at most. */
     uint64_t shortest = cfg->handshake_ms < LINGER_MS ? cfg->handshake_ms : LINGER_MS;
+    if (shortest > CONFIRM_MS)
+        shortest = CONFIRM_MS;
     for (struct conn *c = w->hs.head, *next; c && c->last_ms + shortest <= w->now; c = next) {
         next = c->next;
-        uint64_t limit = c->st == ST_LINGER ? LINGER_MS : cfg->handshake_ms;
-        if (c->last_ms + limit > w->now)
+        if (c->st == ST_UP_CONFIRM) {
+            /* No word from the upstream: it did not refuse us. */
+            if (c->last_ms + CONFIRM_MS <= w->now)
+                client_start(c);
             continue;
-        if (c->st != ST_LINGER)
-            STAT_ADD(w, timeouts, 1);
-        if (c->st == ST_CONNECT || c->st == ST_UP_HS) {
-            /* A firewall that drops (an isolated container, a DOCKER-USER
-             * rule) answers nothing: a refusal all the same. */
-            char ip[INET6_ADDRSTRLEN], why[TLS_ERRLEN];
-            sa_ip(&c->server, ip, sizeof(ip));
-            snprintf(why, sizeof(why), "%s %s port %u: no answer in %u ms",
-                     c->st == ST_CONNECT ? "connecting to" : "TLS handshake with", ip,
-                     sa_port(&c->server), cfg->handshake_ms);
-            refuse_alert(c, why);
-        } else {
-            conn_close(c);
+        }
+        uint64_t limit = c->st == ST_LINGER ? LINGER_MS : cfg->handshake_ms;
+        if (c->last_ms + limit <= w->now) {
+            if (c->st == ST_LINGER)
+                conn_close(c);
+            else
+                handshake_timeout(c);
         }
     }
 }
@@ -381,6 +698,14 @@ static void conn_close(struct conn *c)
     sl_buf_free(&c->out[1]);
     list_del(conn_list_of(c), c);
     c->st = ST_DEAD;
+    client_remove(c);
+    if (c->waiting) {
+        struct conn **pp = &w->waiting;
+        while (*pp != c)
+            pp = &(*pp)->wnext;
+        *pp = c->wnext;
+        c->waiting = 0;
+    }
     c->next = w->dead;
     w->dead = c;
     w->nconns--;
@@ -619,6 +944,26 @@ static int pump(struct conn *c, int d)
             src->want_r = 1;
             return 0;
         }
+        if (c->hold[d] && p->cfg.hold_total) {
+            if (held_over(c)) {
+                if (c->wait_ms == 0) {
+                    c->wait_ms = w->now ? w->now : 1;
+                    STAT_ADD(w, hold_waits, 1);
+                }
+                if (w->now < c->wait_ms + HOLD_WAIT_MS) {
+                    wait_for_budget(c); /* backpressure: this side is not read for now */
+                    return 0;
+                }
+                /* Held messages that all wait for more bytes would wait for
+                 * each other forever: after HOLD_WAIT_MS this one is
+                 * streamed, still inspected (a block then cuts it). */
+                c->overflow[d] = 1;
+                c->hold[d] = 0;
+                STAT_ADD(w, hold_overflows, 1);
+                continue;
+            }
+            c->wait_ms = 0;
+        }
         ssize_t n = side_read(src, w->scratch, IO_CHUNK);
         if (n == IO_WANT_READ || n == IO_WANT_WRITE) {
             if (n == IO_WANT_READ)
@@ -691,6 +1036,7 @@ static void relay(struct conn *c)
         c->side[i].want_r = c->side[i].want_w = 0;
     if (pump(c, TLS_PROXY_UP) < 0 || pump(c, TLS_PROXY_DOWN) < 0)
         return;
+    held_update(c);
     if (c->shut[0] && c->shut[1]) {
         conn_close(c);
         return;
@@ -739,9 +1085,11 @@ static void drain(struct conn *c)
     /* Close our half only, and read what the client still sends: closing
      * with unread bytes would reset the connection, and a reset may destroy
      * the page before the client has read it. */
-    ERR_clear_error();
-    SSL_shutdown(s->ssl);
-    ERR_clear_error();
+    if (s->ssl) { /* NULL: plaintext relayed (not TLS) */
+        ERR_clear_error();
+        SSL_shutdown(s->ssl);
+        ERR_clear_error();
+    }
     shutdown(s->fd, SHUT_WR);
     conn_set_state(c, ST_LINGER);
     s->want_r = 1;
@@ -951,7 +1299,7 @@ static void client_handshake(struct conn *c)
 
 /* The leaf of an upstream whose certificate failed validation during the
  * handshake (OpenSSL verifies there); NULL for any other failure. */
-static void splice_instead(struct conn *c);
+static void splice_instead(struct conn *c, const char *why);
 static void upstream_connect(struct conn *c);
 
 static X509 *refused_leaf(SSL *ssl)
@@ -962,11 +1310,66 @@ static X509 *refused_leaf(SSL *ssl)
     return sk_X509_value(chain, 0);
 }
 
+/* Upstream trusted: a leaf is forged from its certificate and the client
+ * handshake completes. */
+static void client_start(struct conn *c)
+{
+    struct side *s = &c->side[1];
+    X509 *leaf = SSL_get0_peer_certificate(s->ssl);
+    c->version = SSL_version(s->ssl);
+    char err[TLS_ERRLEN];
+    if (client_ssl(c, leaf, err, sizeof(err)) < 0) {
+        refuse_alert(c, err);
+        return;
+    }
+    /* Upstream waits (its bytes stay queued) until the client is ready. */
+    s->want_r = s->want_w = 0;
+    conn_set_state(c, ST_CL_HS);
+    client_handshake(c);
+}
+
+/*
+ * A TLS 1.3 upstream that asked for a client certificate judges the empty
+ * answer after its handshake is over: an alert (refused), or a session
+ * ticket or data (accepted). Peeking leaves data for the relay.
+ */
+static void upstream_confirm(struct conn *c)
+{
+    struct side *s = &c->side[1];
+    char b;
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_peek(s->ssl, &b, 1);
+    if (r > 0 || c->ticket) {
+        ERR_clear_error();
+        client_start(c);
+        return;
+    }
+    int res = ssl_result(s->ssl, r);
+    if (res == IO_WANT_READ || res == IO_WANT_WRITE) {
+        ERR_clear_error();
+        if (c->ticket) {
+            client_start(c);
+            return;
+        }
+        s->want_r = res == IO_WANT_READ;
+        s->want_w = res == IO_WANT_WRITE;
+        conn_update(c);
+        return;
+    }
+    char why[TLS_ERRLEN];
+    snprintf(why, sizeof(why),
+             "the server refused the connection without a client certificate (%s); "
+             "tls.mtls_splice names the destinations whose mutual TLS is spliced",
+             res == IO_ERR ? tls_openssl_reason() : "it closed the connection");
+    refuse_alert(c, why);
+}
+
 static void upstream_handshake(struct conn *c)
 {
     struct tls_proxy *p = c->w->p;
     struct side *s = &c->side[1];
-    char why[TLS_ERRLEN];
+    char why[TLS_ERRLEN], msg[3 * TLS_ERRLEN];
     ERR_clear_error();
     errno = 0;
     int r = SSL_connect(s->ssl);
@@ -981,8 +1384,9 @@ static void upstream_handshake(struct conn *c)
             conn_update(c);
             return;
         }
-        if (c->client_auth) {
-            splice_instead(c);
+        if (c->client_auth && c->mtls_splice) {
+            ERR_clear_error();
+            splice_instead(c, c->mtls_why);
             return;
         }
         X509 *leaf = refused_leaf(s->ssl);
@@ -992,14 +1396,26 @@ static void upstream_handshake(struct conn *c)
             snprintf(why, sizeof(why),
                      "certificate issued by sluice's own CA (a loop, or a "
                      "copy of its key)");
-        if (leaf)
+        if (c->bypass) {
+            STAT_ADD(c->w, bypass_unconfirmed, 1);
+            snprintf(msg, sizeof(msg), "%s not confirmed: %s", c->why, why);
+            report(c, "intercepted", msg);
+        }
+        if (leaf) {
             refuse_page(c, why);
-        else
+        } else if (c->client_auth) {
+            snprintf(msg, sizeof(msg),
+                     "the server refused the connection without a client certificate (%s); "
+                     "tls.mtls_splice names the destinations whose mutual TLS is spliced",
+                     why);
+            refuse_alert(c, msg);
+        } else {
             refuse_alert(c, why);
+        }
         return;
     }
-    if (c->client_auth) {
-        splice_instead(c);
+    if (c->client_auth && c->mtls_splice) {
+        splice_instead(c, c->mtls_why);
         return;
     }
     X509 *leaf = SSL_get0_peer_certificate(s->ssl);
@@ -1008,24 +1424,39 @@ static void upstream_handshake(struct conn *c)
         return;
     }
     if (tls_upstream_check(s->ssl, p->cfg.upstream, p->cfg.ca, why, sizeof(why)) < 0) {
+        if (c->bypass) {
+            STAT_ADD(c->w, bypass_unconfirmed, 1);
+            snprintf(msg, sizeof(msg), "%s not confirmed: %s", c->why, why);
+            report(c, "intercepted", msg);
+        }
         refuse_page(c, why);
         return;
     }
-    c->version = SSL_version(s->ssl);
-    char err[TLS_ERRLEN];
-    if (client_ssl(c, leaf, err, sizeof(err)) < 0) {
-        refuse_alert(c, err);
+    if (c->bypass) {
+        /* The destination holds a valid certificate for the name claimed:
+         * the claim is true, and the client's own hello goes there. */
+        STAT_ADD(c->w, bypass_confirmed, 1);
+        bypass_confirm(c);
+        char ip[INET6_ADDRSTRLEN];
+        sa_ip(&c->server, ip, sizeof(ip));
+        snprintf(msg, sizeof(msg), "%s (certificate valid for %s at %s port %u)", c->why, c->sni,
+                 ip, sa_port(&c->server));
+        splice_instead(c, msg);
         return;
     }
-    /* Upstream waits (its bytes stay queued) until the client is ready. */
-    s->want_r = s->want_w = 0;
-    conn_set_state(c, ST_CL_HS);
-    client_handshake(c);
+    if (c->client_auth && c->version == 0 && SSL_version(s->ssl) == TLS1_3_VERSION) {
+        c->version = TLS1_3_VERSION;
+        s->want_r = s->want_w = 0;
+        conn_set_state(c, ST_UP_CONFIRM);
+        upstream_confirm(c);
+        return;
+    }
+    client_start(c);
 }
 
-/* A server that asks for a client certificate (mutual TLS) cannot be
- * intercepted: sluice has no key of the container's to answer with. The
- * handshake goes on without one; the connection is then spliced. */
+/* A server that asks for a client certificate gets none: sluice has no key
+ * of the container's to answer with. Most servers go on without one; those
+ * that refuse are refused, unless tls.mtls_splice names them (spliced). */
 static int client_cert_asked(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
 {
     struct conn *c = SSL_get_app_data(ssl);
@@ -1036,12 +1467,24 @@ static int client_cert_asked(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
     return 0;
 }
 
+/* A TLS 1.3 session ticket: the upstream accepted the handshake. */
+static int ticket_received(SSL *ssl, SSL_SESSION *sess)
+{
+    struct conn *c = SSL_get_app_data(ssl);
+    (void)sess;
+    if (c)
+        c->ticket = 1;
+    return 0;
+}
+
 /* Starts over as a splice: a new upstream connection carries the client's
  * own ClientHello, still unread in the kernel (it was only peeked). */
-static void splice_instead(struct conn *c)
+static void splice_instead(struct conn *c, const char *why)
 {
     side_close(c, 1);
     c->intercept = 0;
+    c->bypass = 0;
+    str_set(c->why, sizeof(c->why), why);
     upstream_connect(c);
 }
 
@@ -1067,6 +1510,35 @@ static void upstream_start_tls(struct conn *c)
     upstream_handshake(c);
 }
 
+/* Not TLS, relayed as plaintext through the engine like plain HTTP. */
+static void plain_open(struct conn *c)
+{
+    struct worker *w = c->w;
+    const struct tls_proxy_ops *ops = &w->p->ops;
+    struct tls_proxy_peer peer;
+    peer_init(&peer, c);
+    c->h = ops->open ? ops->open(ops->ctx, &peer) : NULL;
+    c->opened = 1;
+    sl_buf_init(&c->out[0], w->p->cfg.hold_limit + IO_CHUNK + PAGE_MAX);
+    sl_buf_init(&c->out[1], w->p->cfg.hold_limit + IO_CHUNK + PAGE_MAX);
+    conn_set_state(c, ST_RELAY);
+    relay(c);
+}
+
+/* The connection cannot be made: an interception is refused like an
+ * untrusted upstream (alert event, handshake_failure); anything else is
+ * reported and closed. */
+static void connect_failed(struct conn *c, const char *why)
+{
+    if (c->intercept) {
+        refuse_alert(c, why);
+        return;
+    }
+    STAT_ADD(c->w, closed, 1);
+    report(c, "refused", why);
+    conn_close(c);
+}
+
 static void upstream_connected(struct conn *c)
 {
     struct worker *w = c->w;
@@ -1081,12 +1553,7 @@ static void upstream_connected(struct conn *c)
         sa_ip(&c->server, ip, sizeof(ip));
         snprintf(why, sizeof(why), "connecting to %s port %u: %s", ip, sa_port(&c->server),
                  strerror(e));
-        if (c->intercept) {
-            refuse_alert(c, why);
-        } else {
-            STAT_ADD(w, closed, 1);
-            conn_close(c);
-        }
+        connect_failed(c, why);
         return;
     }
     c->side[1].want_w = 0;
@@ -1094,74 +1561,177 @@ static void upstream_connected(struct conn *c)
         upstream_start_tls(c);
         return;
     }
+    if (c->plain) {
+        plain_open(c);
+        return;
+    }
     STAT_ADD(w, spliced, 1);
+    report(c, "spliced", c->why);
     sl_buf_init(&c->out[0], IO_CHUNK);
     sl_buf_init(&c->out[1], IO_CHUNK);
     conn_set_state(c, ST_SPLICE);
     relay(c);
 }
 
-static void upstream_connect(struct conn *c)
+/* The upstream socket: the appliance's (ops.upstream_socket) or our own,
+ * marked so the appliance's rules do not redirect it back here. */
+static int upstream_socket(struct conn *c, char *why, size_t whylen)
 {
     struct tls_proxy *p = c->w->p;
-    char why[TLS_ERRLEN];
-    int fd;
     if (p->ops.upstream_socket) {
         struct tls_proxy_peer peer;
         peer_init(&peer, c);
-        fd = p->ops.upstream_socket(p->ops.ctx, &peer, why, sizeof(why));
-        if (fd < 0)
-            goto fail;
-        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
-            snprintf(why, sizeof(why), "upstream socket: %s", strerror(errno));
-            close(fd);
-            goto fail;
-        }
-    } else {
-        fd = socket(c->server.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        why[0] = '\0';
+        int fd = p->ops.upstream_socket(p->ops.ctx, &peer, why, whylen);
         if (fd < 0) {
-            snprintf(why, sizeof(why), "upstream socket: %s", strerror(errno));
-            goto fail;
+            if (why[0] == '\0')
+                snprintf(why, whylen, "no upstream socket");
+            return -1;
         }
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+            fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+            snprintf(why, whylen, "upstream socket: %s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+        return fd;
+    }
+    int fd = socket(c->server.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, whylen, "upstream socket: %s", strerror(errno));
+        return -1;
+    }
+    if (p->cfg.upstream_mark &&
+        setsockopt(fd, SOL_SOCKET, SO_MARK, &p->cfg.upstream_mark, sizeof(uint32_t)) < 0) {
+        snprintf(why, whylen, "SO_MARK: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void upstream_connect(struct conn *c)
+{
+    char why[TLS_ERRLEN];
+    int fd = upstream_socket(c, why, sizeof(why));
+    if (fd < 0) {
+        connect_failed(c, why);
+        return;
     }
     c->side[1].fd = fd;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (!p->ops.upstream_socket && p->cfg.upstream_mark &&
-        setsockopt(fd, SOL_SOCKET, SO_MARK, &p->cfg.upstream_mark, sizeof(uint32_t)) < 0) {
-        snprintf(why, sizeof(why), "SO_MARK: %s", strerror(errno));
-        goto fail;
-    }
     if (connect(fd, (struct sockaddr *)&c->server, sa_len(&c->server)) < 0 &&
         errno != EINPROGRESS) {
         snprintf(why, sizeof(why), "connect: %s", strerror(errno));
-        goto fail;
+        connect_failed(c, why);
+        return;
     }
     if (side_register(c, 1, EPOLLOUT) < 0) {
         snprintf(why, sizeof(why), "epoll: %s", strerror(errno));
-        goto fail;
+        connect_failed(c, why);
+        return;
     }
     c->side[0].want_r = c->side[0].want_w = 0;
     c->side[1].want_w = 1;
     conn_update(c);
     if (c->st != ST_DEAD)
         conn_set_state(c, ST_CONNECT);
-    return;
-fail:
-    if (c->intercept) {
-        refuse_alert(c, why);
-    } else {
-        STAT_ADD(c->w, closed, 1);
-        conn_close(c);
-    }
 }
 
-/* Peeks at the client's first bytes until a whole ClientHello is there, then
- * asks the appliance what to do. */
+/* --- reading the ClientHello ------------------------------------------------------ */
+
+/* What OpenSSL read of a ClientHello (hello_probe). */
+struct probe {
+    int reached; /* OpenSSL parsed the hello as far as its extensions */
+    int alpn;
+    char sni[256];
+};
+
+/* The server_name as OpenSSL reads it (tls_parse_ctos_server_name): one
+ * host_name entry using up the extension, at most 255 bytes, no NUL. Any
+ * other byte is kept: OpenSSL servers accept them. */
+static void probe_sni(const uint8_t *e, size_t n, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    if (n < 5 || (size_t)((e[0] << 8) | e[1]) != n - 2 || e[2] != 0)
+        return;
+    size_t len = (size_t)((e[3] << 8) | e[4]);
+    if (len != n - 5 || len == 0 || len > 255 || len >= outlen || memchr(e + 5, 0, len))
+        return;
+    memcpy(out, e + 5, len);
+    out[len] = '\0';
+}
+
+static int probe_hello_cb(SSL *ssl, int *al, void *arg)
+{
+    struct probe *pr = SSL_get_app_data(ssl);
+    const unsigned char *e;
+    size_t n;
+    (void)al;
+    (void)arg;
+    pr->reached = 1;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &e, &n) == 1)
+        probe_sni(e, n, pr->sni, sizeof(pr->sni));
+    pr->alpn = SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
+                                         &e, &n) == 1;
+    return SSL_CLIENT_HELLO_RETRY; /* read what we wanted; nothing more */
+}
+
+/*
+ * Hands the peeked hello to OpenSSL, which decides, as the client handshake
+ * will: 1 parsed (pr filled), 0 more bytes needed, -1 refused (why says
+ * what OpenSSL found wrong).
+ */
+static int hello_probe(struct tls_proxy *p, const uint8_t *buf, size_t n, struct probe *pr,
+                       char *why, size_t whylen)
+{
+    memset(pr, 0, sizeof(*pr));
+    SSL *ssl = SSL_new(p->probe_ctx);
+    BIO *rb = BIO_new_mem_buf(buf, (int)n);
+    BIO *wb = BIO_new(BIO_s_mem());
+    if (ssl == NULL || rb == NULL || wb == NULL) {
+        SSL_free(ssl);
+        BIO_free(rb);
+        BIO_free(wb);
+        snprintf(why, whylen, "reading the ClientHello: out of memory");
+        return -1;
+    }
+    BIO_set_mem_eof_return(rb, -1); /* the end of what was peeked: wait for more */
+    SSL_set_bio(ssl, rb, wb);
+    SSL_set_app_data(ssl, pr);
+    ERR_clear_error();
+    int r = SSL_accept(ssl);
+    int err = SSL_get_error(ssl, r);
+    int res = pr->reached ? 1 : err == SSL_ERROR_WANT_READ ? 0 : -1;
+    if (res < 0)
+        snprintf(why, whylen, "ClientHello refused by OpenSSL: %s", tls_openssl_reason());
+    ERR_clear_error();
+    SSL_free(ssl);
+    return res;
+}
+
+/* Refuses a connection before any upstream: an event, then a close. */
+static void refuse_early(struct conn *c, const char *why)
+{
+    STAT_ADD(c->w, closed, 1);
+    report(c, "refused", why);
+    conn_close(c);
+}
+
+/*
+ * Peeks at the client's first bytes until a whole ClientHello is there, then
+ * asks the appliance what to do. A hello sluice's own parser finds odd goes
+ * to OpenSSL, which decides as the client handshake will; bytes that are not
+ * TLS are refused or relayed as plaintext, as the appliance says. Nothing
+ * is spliced unless the appliance names a reason.
+ */
 static void hello_step(struct conn *c)
 {
     struct worker *w = c->w;
-    const struct tls_proxy_ops *ops = &w->p->ops;
+    struct tls_proxy *p = w->p;
+    const struct tls_proxy_ops *ops = &p->ops;
     ssize_t n = recv(c->side[0].fd, w->scratch, HELLO_MAX, MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
@@ -1170,28 +1740,92 @@ static void hello_step(struct conn *c)
         conn_close(c);
         return;
     }
+    char why[2 * TLS_ERRLEN];
     struct dpi_hello hello;
+    struct probe pr;
     enum dpi_hello_status hs = dpi_hello_parse(w->scratch, (size_t)n, &hello);
     if (hs == DPI_HELLO_MORE && n < HELLO_MAX)
         return;
+    if (hs == DPI_HELLO_MORE) {
+        snprintf(why, sizeof(why), "ClientHello longer than %u bytes", (unsigned)HELLO_MAX);
+        refuse_early(c, why);
+        return;
+    }
     const struct dpi_hello *hp = hs == DPI_HELLO_OK ? &hello : NULL;
+    int tls = hp != NULL;
     if (hp) {
         size_t len = strnlen(hp->sni, sizeof(c->sni) - 1);
         memcpy(c->sni, hp->sni, len);
         c->sni[len] = '\0';
         c->alpn = hp->alpn[0] != '\0';
+    } else if (hs == DPI_HELLO_MALFORMED) {
+        int r = hello_probe(p, w->scratch, (size_t)n, &pr, why, sizeof(why));
+        if (r == 0 && n < HELLO_MAX)
+            return;
+        if (r <= 0) {
+            if (r == 0)
+                snprintf(why, sizeof(why), "ClientHello longer than %u bytes", (unsigned)HELLO_MAX);
+            refuse_early(c, why);
+            return;
+        }
+        memcpy(c->sni, pr.sni, sizeof(c->sni));
+        c->alpn = (uint8_t)pr.alpn;
+        tls = 1;
     }
+    c->tls = (uint8_t)tls;
     struct tls_proxy_peer peer;
     peer_init(&peer, c);
     peer.hello = hp;
-    enum tls_proxy_action a =
-        ops->decide ? ops->decide(ops->ctx, &peer) : (hp ? TLS_PROXY_INTERCEPT : TLS_PROXY_SPLICE);
-    if (a != TLS_PROXY_SPLICE && (a != TLS_PROXY_INTERCEPT || hp == NULL)) {
-        STAT_ADD(w, closed, 1);
-        conn_close(c);
+    struct tls_proxy_decision dec;
+    memset(&dec, 0, sizeof(dec));
+    dec.action = tls ? TLS_PROXY_INTERCEPT : TLS_PROXY_CLOSE;
+    snprintf(dec.why, sizeof(dec.why), "%s", tls ? "" : "not TLS");
+    if (ops->decide)
+        ops->decide(ops->ctx, &peer, &dec);
+    enum tls_proxy_action a = dec.action;
+    if (!tls && (a == TLS_PROXY_INTERCEPT || a == TLS_PROXY_BYPASS))
+        a = TLS_PROXY_CLOSE;
+    if (tls && a == TLS_PROXY_PLAIN)
+        a = TLS_PROXY_INTERCEPT;
+    if (!tls)
+        STAT_ADD(w, not_tls, 1);
+    if (a == TLS_PROXY_BYPASS && c->sni[0] == '\0')
+        a = TLS_PROXY_INTERCEPT;
+    str_set(c->why, sizeof(c->why), dec.why[0] ? dec.why : "policy");
+    str_set(c->mtls_why, sizeof(c->mtls_why), dec.mtls_why);
+    c->mtls_splice = (uint8_t)(dec.mtls_splice != 0);
+    if (a == TLS_PROXY_BYPASS && hp) {
+        /* The server will read the client's own hello: the name claimed
+         * must be the one OpenSSL reads there too. */
+        int r = hello_probe(p, w->scratch, (size_t)n, &pr, why, sizeof(why));
+        if (r != 1 || strcmp(pr.sni, c->sni) != 0) {
+            STAT_ADD(w, bypass_unconfirmed, 1);
+            snprintf(why, sizeof(why), "%s not confirmed: OpenSSL reads the hello otherwise",
+                     c->why);
+            report(c, "intercepted", why);
+            a = TLS_PROXY_INTERCEPT;
+        }
+    }
+    if (a == TLS_PROXY_BYPASS && bypass_cached(c)) {
+        char ip[INET6_ADDRSTRLEN];
+        sa_ip(&c->server, ip, sizeof(ip));
+        STAT_ADD(w, bypass_confirmed, 1);
+        snprintf(why, sizeof(why), "%s (certificate valid for %s at %s port %u, confirmed earlier)",
+                 dec.why, c->sni, ip, sa_port(&c->server));
+        str_set(c->why, sizeof(c->why), why);
+        a = TLS_PROXY_SPLICE;
+    }
+    if (a != TLS_PROXY_SPLICE && a != TLS_PROXY_INTERCEPT && a != TLS_PROXY_BYPASS &&
+        a != TLS_PROXY_PLAIN) {
+        refuse_early(c, c->why);
         return;
     }
-    c->intercept = a == TLS_PROXY_INTERCEPT;
+    c->intercept = a == TLS_PROXY_INTERCEPT || a == TLS_PROXY_BYPASS;
+    c->bypass = a == TLS_PROXY_BYPASS;
+    if (a == TLS_PROXY_PLAIN) {
+        c->plain = 1;
+        report(c, "plaintext", c->why);
+    }
     /* From now on the client side is level-triggered like the rest. */
     struct epoll_event ev = {.events = 0, .data.ptr = &c->side[0]};
     if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->side[0].fd, &ev) < 0) {
@@ -1230,15 +1864,11 @@ static void accept_one(struct worker *w, int fd, const struct sockaddr_storage *
 {
     struct tls_proxy *p = w->p;
     STAT_ADD(w, connections, 1);
-    if (__atomic_add_fetch(&p->open, 1, __ATOMIC_RELAXED) > p->cfg.max_conns) {
-        __atomic_fetch_sub(&p->open, 1, __ATOMIC_RELAXED);
-        STAT_ADD(w, closed, 1);
-        close(fd);
-        return;
-    }
+    int over = __atomic_add_fetch(&p->open, 1, __ATOMIC_RELAXED) > p->cfg.max_conns;
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         __atomic_fetch_sub(&p->open, 1, __ATOMIC_RELAXED);
+        STAT_ADD(w, closed, 1);
         close(fd);
         return;
     }
@@ -1257,6 +1887,26 @@ static void accept_one(struct worker *w, int fd, const struct sockaddr_storage *
         w->peak = w->nconns;
     if (original_dst(p, fd, &c->server) < 0) {
         STAT_ADD(w, closed, 1);
+        conn_close(c);
+        return;
+    }
+    char why[TLS_ERRLEN];
+    if (over) {
+        STAT_ADD(w, closed, 1);
+        snprintf(why, sizeof(why), "out of resources: %u connections open (the proxy's limit)",
+                 p->cfg.max_conns);
+        report_resource(c, why);
+        conn_close(c);
+        return;
+    }
+    if (client_add(c) < 0) {
+        STAT_ADD(w, over_client_cap, 1);
+        char ip[INET6_ADDRSTRLEN];
+        sa_ip(&c->client, ip, sizeof(ip));
+        snprintf(why, sizeof(why),
+                 "out of resources: %s has %u connections open (tls.max_per_container)", ip,
+                 p->cfg.max_per_client);
+        report_resource(c, why);
         conn_close(c);
         return;
     }
@@ -1335,6 +1985,9 @@ static void conn_event(struct side *s, uint32_t ev)
     case ST_UP_HS:
         upstream_handshake(c);
         break;
+    case ST_UP_CONFIRM:
+        upstream_confirm(c);
+        break;
     case ST_CL_HS:
     case ST_REFUSE_HS:
         client_handshake(c);
@@ -1381,6 +2034,20 @@ static void trim(struct worker *w)
 #endif
 }
 
+/* Connections that stopped reading for hold_total try again. */
+static void budget_resume(struct worker *w)
+{
+    struct conn *list = w->waiting;
+    w->waiting = NULL;
+    while (list) {
+        struct conn *c = list;
+        list = c->wnext;
+        c->waiting = 0;
+        if (c->st == ST_RELAY)
+            relay(c);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -1401,6 +2068,7 @@ static void *worker_main(void *arg)
                 conn_event((struct side *)o, evs[i].events);
             }
         }
+        budget_resume(w);
         free_dead(w);
         sweep(w);
         free_dead(w);
@@ -1503,7 +2171,17 @@ static void proxy_free(struct tls_proxy *p)
     }
     free(p->w);
     SSL_CTX_free(p->up_ctx);
+    SSL_CTX_free(p->probe_ctx);
     EVP_PKEY_free(p->page_key);
+    for (unsigned b = 0; b < CLIENT_BUCKETS; b++) {
+        while (p->clients[b]) {
+            struct client *cl = p->clients[b];
+            p->clients[b] = cl->next;
+            free(cl);
+        }
+    }
+    free(p->bypass);
+    pthread_mutex_destroy(&p->lock);
     free(p);
 }
 
@@ -1557,14 +2235,34 @@ struct tls_proxy *tls_proxy_start(const struct tls_proxy_config *cfg,
     p->cfg = *cfg;
     p->ops = *ops;
     p->port = cfg->port;
+    pthread_mutex_init(&p->lock, NULL);
     if (cfg->fixed_upstream) {
         p->fixedlen = cfg->fixed_upstream->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                                  : sizeof(struct sockaddr_in);
         memcpy(&p->fixed, cfg->fixed_upstream, p->fixedlen);
     }
     p->up_ctx = tls_upstream_ctx_new(cfg->upstream, err, errlen);
-    if (p->up_ctx)
+    if (p->up_ctx) {
         SSL_CTX_set_client_cert_cb(p->up_ctx, client_cert_asked);
+        /* Session tickets are not kept; the callback only tells that the
+         * upstream accepted a handshake without a client certificate. */
+        SSL_CTX_set_session_cache_mode(p->up_ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(p->up_ctx, ticket_received);
+    }
+    if (p->up_ctx && (p->probe_ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+        snprintf(err, errlen, "proxy: hello reader: %s", tls_openssl_reason());
+        proxy_free(p);
+        return NULL;
+    }
+    if (p->probe_ctx)
+        SSL_CTX_set_client_hello_cb(p->probe_ctx, probe_hello_cb, NULL);
+    if (p->up_ctx && cfg->bypass_cache_s &&
+        (p->bypass = calloc(BYPASS_SLOTS, sizeof(*p->bypass))) == NULL) {
+        snprintf(err, errlen, "proxy: out of memory");
+        proxy_free(p);
+        return NULL;
+    }
     if (p->up_ctx && (p->page_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) == NULL) {
         snprintf(err, errlen, "proxy: page key: %s", tls_openssl_reason());
         proxy_free(p);
@@ -1642,11 +2340,20 @@ void tls_proxy_stats(const struct tls_proxy *p, struct tls_proxy_stats *out)
         SUM(timeouts);
         SUM(hold_overflows);
         SUM(accept_paused);
+        SUM(not_tls);
+        SUM(over_client_cap);
+        SUM(hold_waits);
+        SUM(stalls);
+        SUM(bypass_confirmed);
+        SUM(bypass_unconfirmed);
         SUM(bytes_up);
         SUM(bytes_down);
 #undef SUM
     }
     out->open = __atomic_load_n(&p->open, __ATOMIC_RELAXED);
+    pthread_mutex_lock((pthread_mutex_t *)&p->lock);
+    out->held = p->held;
+    pthread_mutex_unlock((pthread_mutex_t *)&p->lock);
 }
 
 void tls_proxy_stop(struct tls_proxy *p)

@@ -7,7 +7,9 @@
  * ClientHello, connects to the original destination (from the kernel, never
  * from the SNI), validates the upstream certificate strictly, and only then
  * completes the handshake with the client using a forged leaf. Plaintext
- * both ways goes through the same engine as NFQUEUE traffic.
+ * both ways goes through the same engine as NFQUEUE traffic. A connection is
+ * intercepted or refused; it is spliced only for a reason the appliance
+ * names, and every splice and refusal is reported.
  *
  * This module knows nothing of packets or Docker.
  */
@@ -113,9 +115,13 @@ struct sockaddr;
 
 /* What to do with a new connection, answered by ops.decide. */
 enum tls_proxy_action {
-    TLS_PROXY_SPLICE = 0,    /* relay the bytes untouched, hello included */
+    TLS_PROXY_SPLICE = 0,    /* relay the bytes untouched, hello included (the policy names it) */
     TLS_PROXY_INTERCEPT = 1, /* validate upstream, forge, inspect plaintext */
-    TLS_PROXY_CLOSE = 2,     /* close at once */
+    TLS_PROXY_CLOSE = 2,     /* refuse: close at once */
+    TLS_PROXY_BYPASS = 3,    /* a bypass claimed by name: spliced only if the upstream's
+                                certificate, validated as for interception, is valid for the
+                                SNI at the real destination; else intercepted */
+    TLS_PROXY_PLAIN = 4,     /* not TLS: relayed as plaintext through ops.data */
 };
 
 /* Plaintext directions, as enum dpi_dir: 0 client to server, 1 server to client. */
@@ -127,9 +133,22 @@ struct tls_proxy_peer {
     unsigned worker;               /* 0 .. workers-1: the thread making the call */
     const struct sockaddr *client; /* the container's address */
     const struct sockaddr *server; /* the original destination (from the kernel) */
-    const struct dpi_hello *hello; /* decide() only; NULL: not a ClientHello */
+    const struct dpi_hello *hello; /* decide() only; NULL: not TLS, or a hello sluice's own
+                                      parser found odd (tls says which) */
+    int tls;                       /* the client sent a ClientHello OpenSSL accepts */
     const char *sni;               /* "" when absent */
-    int version;                   /* negotiated upstream (TLS1_3_VERSION), 0 before */
+    int version;                   /* negotiated upstream (TLS1_3_VERSION), 0 before or plain */
+};
+
+/* The appliance's answer to a new connection. */
+struct tls_proxy_decision {
+    enum tls_proxy_action action;
+    /* If the upstream asks for a client certificate: splice (mutual TLS the
+     * operator trusts at this destination). Else the proxy answers without
+     * one and keeps intercepting. */
+    int mtls_splice;
+    char why[TLS_ERRLEN]; /* the rule that spliced, bypassed or refused: goes in events */
+    char mtls_why[160];   /* the rule behind mtls_splice */
 };
 
 /*
@@ -139,9 +158,10 @@ struct tls_proxy_peer {
  */
 struct tls_proxy_ops {
     void *ctx;
-    /* After the whole ClientHello was read. NULL: intercept TLS, splice the
-     * rest. INTERCEPT for a stream that is not TLS means CLOSE. */
-    enum tls_proxy_action (*decide)(void *ctx, const struct tls_proxy_peer *peer);
+    /* After the whole ClientHello (or the first bytes of a stream that is
+     * not TLS) was read. NULL: intercept TLS, refuse the rest. INTERCEPT for
+     * a stream that is not TLS means CLOSE, PLAIN for TLS means INTERCEPT. */
+    void (*decide)(void *ctx, const struct tls_proxy_peer *peer, struct tls_proxy_decision *out);
     /* Intercepted only: both handshakes done, before any plaintext. */
     void *(*open)(void *ctx, const struct tls_proxy_peer *peer);
     /* Plaintext of direction dir, in order; 1 blocks the connection. */
@@ -162,22 +182,42 @@ struct tls_proxy_ops {
     void (*refused)(void *ctx, const struct tls_proxy_peer *peer, const char *why);
     /* The end of a connection open() was called for. */
     void (*close)(void *ctx, void *h);
-    /* The socket of an upstream connection (TCP, of peer->server's family,
-     * not connected, possibly bound), which the proxy makes non-blocking and
-     * connects; -1 with why refuses the connection. NULL: the proxy's own,
-     * carrying cfg.upstream_mark. */
+    /*
+     * Every other decision that leaves a connection uninspected or not
+     * served, with its reason: action "spliced" (relayed untouched),
+     * "refused" (closed: not TLS, a hello OpenSSL refuses, out of
+     * resources, a server that wants a client certificate), "intercepted"
+     * (a bypass claim that was not confirmed), "plaintext" (not TLS, relayed
+     * through the engine). Resource refusals come at most once a second per
+     * worker, with how many there were (why says so).
+     */
+    void (*report)(void *ctx, const struct tls_proxy_peer *peer, const char *action,
+                   const char *why);
+    /*
+     * The upstream socket: TCP, of peer->server's family, not connected
+     * (possibly bound), for the proxy to make non-blocking and connect to
+     * peer->server; -1 with why refuses the connection. NULL: a socket
+     * marked with upstream_mark. Called for every upstream connection
+     * (interception, splice, bypass validation).
+     */
     int (*upstream_socket)(void *ctx, const struct tls_proxy_peer *peer, char *why, size_t whylen);
 };
 
 struct tls_proxy_config {
-    const char *address;    /* one literal address to listen on; NULL: 0.0.0.0 and :: */
-    uint16_t port;          /* 0: any (see tls_proxy_port) */
-    unsigned workers;       /* threads, each with its own listeners (SO_REUSEPORT) */
-    unsigned max_conns;     /* open connections at once, all workers */
-    unsigned idle_ms;       /* an established connection with no traffic is closed */
-    unsigned handshake_ms;  /* each step before relaying: hello, connect, handshakes */
-    size_t hold_limit;      /* plaintext held per connection; past it, streamed */
-    uint32_t upstream_mark; /* SO_MARK of upstream sockets, so they are not redirected */
+    const char *address;     /* one literal address to listen on; NULL: 0.0.0.0 and :: */
+    uint16_t port;           /* 0: any (see tls_proxy_port) */
+    unsigned workers;        /* threads, each with its own listeners (SO_REUSEPORT) */
+    unsigned max_conns;      /* open connections at once, all workers */
+    unsigned idle_ms;        /* an established connection with no traffic is closed */
+    unsigned handshake_ms;   /* each step before relaying: hello, connect, handshakes */
+    size_t hold_limit;       /* plaintext held per connection; past it, streamed */
+    size_t hold_total;       /* plaintext held by all connections (0: no limit); when it
+                                is reached, connections stop reading until it goes down */
+    unsigned max_per_client; /* open connections of one client address (0: no limit) */
+    unsigned stall_ms;       /* a connection whose held message or blocked write makes
+                                no progress this long is closed (0: idle_ms) */
+    unsigned bypass_cache_s; /* how long a confirmed bypass (address, port, name) is trusted */
+    uint32_t upstream_mark;  /* SO_MARK of upstream sockets, so they are not redirected */
     struct tls_forge *forge;
     const struct tls_ca *ca; /* upstreams it issued are refused */
     const struct tls_upstream_policy *upstream;
@@ -197,6 +237,13 @@ struct tls_proxy_stats {
     uint64_t timeouts;             /* idle or handshake */
     uint64_t hold_overflows;       /* messages streamed past hold_limit */
     uint64_t accept_paused;        /* out of descriptors: accepting paused for a tick */
+    uint64_t not_tls;              /* streams that were not TLS (refused or relayed as plaintext) */
+    uint64_t over_client_cap;      /* refused: the client had max_per_client open */
+    uint64_t hold_waits;           /* messages whose reading paused for hold_total */
+    uint64_t stalls;               /* closed for no progress (stall_ms) */
+    uint64_t bypass_confirmed;     /* bypass claims whose upstream was valid for the name */
+    uint64_t bypass_unconfirmed;   /* bypass claims intercepted instead */
+    uint64_t held;                 /* plaintext bytes held now, all connections */
     uint64_t bytes_up, bytes_down; /* relayed, plaintext when intercepted */
     uint64_t open;                 /* now */
 };

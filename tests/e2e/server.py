@@ -5,10 +5,11 @@ Runs on the host or inside the Debian test image, whose python3-minimal has
 no http.server, gzip or json: only sockets, threads, zlib and hashlib.
 
   server.py --port N [--bind ADDR] --dir DIR [--cert PEM --key PEM [--tls VERSION]
-            [--client-ca PEM]]
+            [--client-ca PEM [--client-verify optional|required]]]
 
 With --cert and --key it speaks HTTPS (--tls 1.0 offers TLS 1.0 alone, as an
-outdated server would; --client-ca PEM asks clients for a certificate).
+outdated server would; --client-ca PEM asks clients for a certificate, which
+they must show unless --client-verify optional).
 
   GET  /NAME                       DIR/NAME with Content-Length
   GET  /NAME?enc=gzip              gzip-compressed, Content-Encoding: gzip
@@ -219,7 +220,7 @@ def serve(conn, directory, tls=None):
 def main():
     args = sys.argv[1:]
     opts = {"--port": "80", "--bind": "0.0.0.0", "--dir": ".", "--cert": "", "--key": "",
-            "--tls": "", "--client-ca": ""}
+            "--tls": "", "--client-ca": "", "--client-verify": "required"}
     while args:
         k = args.pop(0)
         if k not in opts or not args:
@@ -240,8 +241,9 @@ def main():
             # Test certificates may be weak on purpose (RSA-1024, SHA-1).
             tls.set_ciphers("DEFAULT:@SECLEVEL=0")
         tls.load_cert_chain(opts["--cert"], opts["--key"])
-        if opts["--client-ca"]:  # mutual TLS: clients must show a certificate
-            tls.verify_mode = ssl.CERT_REQUIRED
+        if opts["--client-ca"]:  # mutual TLS: clients must (or may) show a certificate
+            optional = opts["--client-verify"] == "optional"
+            tls.verify_mode = ssl.CERT_OPTIONAL if optional else ssl.CERT_REQUIRED
             tls.load_verify_locations(opts["--client-ca"])
     log(f"listening on {opts['--bind']}:{opts['--port']}, serving {opts['--dir']}")
     while True:

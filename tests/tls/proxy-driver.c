@@ -2,7 +2,8 @@
  * proxy-driver: runs the TLS proxy with a fake appliance, for
  * tests/tls/check-proxy.
  *
- * The fake appliance intercepts every ClientHello (but --splice-sni), holds
+ * The fake appliance intercepts every ClientHello (but --splice-sni and
+ * --bypass-sni), refuses what is not TLS (or relays it, --non-tls-pass), holds
  * each HTTP message until its Content-Length is complete, blocks a message
  * holding --marker, and prints every event as one line on stdout. Commands
  * on stdin: "stats", "mem" (heap in use, from mallinfo2), "quit" (or EOF).
@@ -38,6 +39,9 @@ static void say(const char *fmt, ...)
 struct opts {
     const char *marker;
     const char *splice_sni;
+    const char *bypass_sni;
+    int non_tls_pass;
+    int mtls_splice;
 };
 
 /* One HTTP/1.x message direction, held from its first byte to its last;
@@ -109,18 +113,40 @@ static void msg_feed(struct msg *m, const uint8_t *p, size_t n)
     }
 }
 
-static enum tls_proxy_action fake_decide(void *ctx, const struct tls_proxy_peer *peer)
+static void fake_decide(void *ctx, const struct tls_proxy_peer *peer,
+                        struct tls_proxy_decision *out)
 {
     const struct opts *o = ctx;
-    if (peer->hello == NULL) {
-        say("decide not-tls splice");
-        return TLS_PROXY_SPLICE;
+    if (!peer->tls) {
+        out->action = o->non_tls_pass ? TLS_PROXY_PLAIN : TLS_PROXY_CLOSE;
+        snprintf(out->why, sizeof(out->why), "not TLS (%s)", o->non_tls_pass ? "pass" : "refuse");
+        say("decide not-tls %s", o->non_tls_pass ? "plain" : "refuse");
+        return;
     }
-    int splice = o->splice_sni && strcmp(peer->sni, o->splice_sni) == 0;
+    const char *action = "intercept";
+    out->action = TLS_PROXY_INTERCEPT;
+    if (o->splice_sni && strcmp(peer->sni, o->splice_sni) == 0) {
+        out->action = TLS_PROXY_SPLICE;
+        snprintf(out->why, sizeof(out->why), "splice-sni %s", o->splice_sni);
+        action = "splice";
+    } else if (o->bypass_sni && strcmp(peer->sni, o->bypass_sni) == 0) {
+        out->action = TLS_PROXY_BYPASS;
+        snprintf(out->why, sizeof(out->why), "bypass-sni %s", o->bypass_sni);
+        action = "bypass";
+    }
+    if (o->mtls_splice) {
+        out->mtls_splice = 1;
+        snprintf(out->mtls_why, sizeof(out->mtls_why), "mtls-splice");
+    }
     say("decide sni=%s alpn=%s ja3=%s action=%s", peer->sni[0] ? peer->sni : "-",
-        peer->hello->alpn[0] ? peer->hello->alpn : "-", peer->hello->ja3_hash,
-        splice ? "splice" : "intercept");
-    return splice ? TLS_PROXY_SPLICE : TLS_PROXY_INTERCEPT;
+        peer->hello && peer->hello->alpn[0] ? peer->hello->alpn : "-",
+        peer->hello ? peer->hello->ja3_hash : "odd", action);
+}
+
+static void fake_report(void *ctx, const struct tls_proxy_peer *peer, const char *action,
+                        const char *why)
+{
+    say("report action=%s sni=%s why=%s", action, peer->sni[0] ? peer->sni : "-", why);
 }
 
 static void *fake_open(void *ctx, const struct tls_proxy_peer *peer)
@@ -204,13 +230,18 @@ static void print_stats(struct tls_proxy *p, const char *what)
     tls_proxy_stats(p, &s);
     say("%s connections=%llu intercepted=%llu spliced=%llu refused=%llu blocked=%llu "
         "closed=%llu client_failed=%llu timeouts=%llu hold_overflows=%llu bytes_up=%llu "
-        "bytes_down=%llu open=%llu accept_paused=%llu",
+        "bytes_down=%llu open=%llu accept_paused=%llu not_tls=%llu over_client_cap=%llu "
+        "hold_waits=%llu stalls=%llu bypass_confirmed=%llu bypass_unconfirmed=%llu held=%llu",
         what, (unsigned long long)s.connections, (unsigned long long)s.intercepted,
         (unsigned long long)s.spliced, (unsigned long long)s.refused, (unsigned long long)s.blocked,
         (unsigned long long)s.closed, (unsigned long long)s.client_failed,
         (unsigned long long)s.timeouts, (unsigned long long)s.hold_overflows,
         (unsigned long long)s.bytes_up, (unsigned long long)s.bytes_down,
-        (unsigned long long)s.open, (unsigned long long)s.accept_paused);
+        (unsigned long long)s.open, (unsigned long long)s.accept_paused,
+        (unsigned long long)s.not_tls, (unsigned long long)s.over_client_cap,
+        (unsigned long long)s.hold_waits, (unsigned long long)s.stalls,
+        (unsigned long long)s.bypass_confirmed, (unsigned long long)s.bypass_unconfirmed,
+        (unsigned long long)s.held);
 }
 
 static long rss_kib(void)
@@ -259,12 +290,24 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"ca-dir", required_argument, NULL, 'c'},       {"ca-file", required_argument, NULL, 'r'},
-        {"upstream", required_argument, NULL, 'u'},     {"listen", required_argument, NULL, 'l'},
-        {"workers", required_argument, NULL, 'w'},      {"max-conns", required_argument, NULL, 'm'},
-        {"hold-limit", required_argument, NULL, 'H'},   {"idle-ms", required_argument, NULL, 'i'},
-        {"handshake-ms", required_argument, NULL, 'h'}, {"marker", required_argument, NULL, 'k'},
-        {"splice-sni", required_argument, NULL, 's'},   {NULL, 0, NULL, 0},
+        {"ca-dir", required_argument, NULL, 'c'},
+        {"ca-file", required_argument, NULL, 'r'},
+        {"upstream", required_argument, NULL, 'u'},
+        {"listen", required_argument, NULL, 'l'},
+        {"workers", required_argument, NULL, 'w'},
+        {"max-conns", required_argument, NULL, 'm'},
+        {"hold-limit", required_argument, NULL, 'H'},
+        {"idle-ms", required_argument, NULL, 'i'},
+        {"handshake-ms", required_argument, NULL, 'h'},
+        {"marker", required_argument, NULL, 'k'},
+        {"splice-sni", required_argument, NULL, 's'},
+        {"bypass-sni", required_argument, NULL, 'b'},
+        {"non-tls-pass", no_argument, NULL, 'n'},
+        {"mtls-splice", no_argument, NULL, 'M'},
+        {"max-per-client", required_argument, NULL, 'C'},
+        {"hold-total", required_argument, NULL, 'T'},
+        {"stall-ms", required_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
     };
     struct opts o = {0};
     struct tls_upstream_policy pol = {0};
@@ -275,6 +318,7 @@ int main(int argc, char **argv)
         .idle_ms = 60000,
         .handshake_ms = 10000,
         .hold_limit = 256 * 1024,
+        .bypass_cache_s = 300,
     };
     const char *ca_dir = NULL;
     struct sockaddr_storage up;
@@ -318,6 +362,24 @@ int main(int argc, char **argv)
         case 's':
             o.splice_sni = optarg;
             break;
+        case 'b':
+            o.bypass_sni = optarg;
+            break;
+        case 'n':
+            o.non_tls_pass = 1;
+            break;
+        case 'M':
+            o.mtls_splice = 1;
+            break;
+        case 'C':
+            cfg.max_per_client = (unsigned)atoi(optarg);
+            break;
+        case 'T':
+            cfg.hold_total = (size_t)atol(optarg);
+            break;
+        case 'S':
+            cfg.stall_ms = (unsigned)atoi(optarg);
+            break;
         default:
             return 2;
         }
@@ -325,7 +387,9 @@ int main(int argc, char **argv)
     if (ca_dir == NULL || !have_up) {
         fprintf(stderr, "usage: proxy-driver --ca-dir DIR --upstream IP:PORT [--ca-file PEM] "
                         "[--listen IP] [--workers N] [--max-conns N] [--hold-limit BYTES] "
-                        "[--idle-ms MS] [--handshake-ms MS] [--marker STR] [--splice-sni NAME]\n");
+                        "[--idle-ms MS] [--handshake-ms MS] [--marker STR] [--splice-sni NAME] "
+                        "[--bypass-sni NAME] [--non-tls-pass] [--mtls-splice] "
+                        "[--max-per-client N] [--hold-total BYTES] [--stall-ms MS]\n");
         return 2;
     }
     char err[TLS_ERRLEN];
@@ -353,6 +417,7 @@ int main(int argc, char **argv)
         .block_page = fake_block_page,
         .refused = fake_refused,
         .close = fake_close,
+        .report = fake_report,
     };
     struct tls_proxy *p = tls_proxy_start(&cfg, &ops, err, sizeof(err));
     if (p == NULL) {

@@ -961,6 +961,64 @@ static void test_tls_ports(void)
         CHECK(!rules_port_listed(&p->tls.ports, 8443));
     }
     rules_policy_unref(p);
+/* tls.mtls_splice entries and the addresses they match; the TLS proxy's
+ * resource keys. */
+static void test_tls_keys(void)
+{
+    char err[RULES_ERRLEN];
+    const uint8_t v4[4] = {10, 1, 2, 3}, other[4] = {11, 1, 2, 3};
+    uint8_t v6[16] = {0xfd, 0x00};
+    v6[15] = 1;
+
+    CHECK_EQ_INT(rules_dest_match("10.0.0.0/8", 4, v4, 443), 1);
+    CHECK_EQ_INT(rules_dest_match("10.0.0.0/8", 4, other, 443), 0);
+    CHECK_EQ_INT(rules_dest_match("10.1.2.3", 4, v4, 8443), 1);
+    CHECK_EQ_INT(rules_dest_match("10.0.0.0/8:443", 4, v4, 443), 1);
+    CHECK_EQ_INT(rules_dest_match("10.0.0.0/8:443", 4, v4, 8443), 0);
+    CHECK_EQ_INT(rules_dest_match("0.0.0.0/0", 4, other, 1), 1);
+    CHECK_EQ_INT(rules_dest_match("fd00::/8", 6, v6, 443), 1);
+    CHECK_EQ_INT(rules_dest_match("fd00::/8", 4, v4, 443), 0);
+    CHECK_EQ_INT(rules_dest_match("[fd00::/8]:443", 6, v6, 443), 1);
+    CHECK_EQ_INT(rules_dest_match("[fd00::/8]:443", 6, v6, 80), 0);
+    CHECK_EQ_INT(rules_dest_match("10.0.0.0/33", 0, NULL, 0), -1);
+    CHECK_EQ_INT(rules_dest_match("10.0.0.0/8:0", 0, NULL, 0), -1);
+    CHECK_EQ_INT(rules_dest_match("10.0.0.0/8:99999", 0, NULL, 0), -1);
+    CHECK_EQ_INT(rules_dest_match("bank.example", 0, NULL, 0), -1);
+    CHECK_EQ_INT(rules_dest_match("[fd00::/8", 0, NULL, 0), -1);
+
+    struct rules_policy *p = parse("tls:\n  non_tls: pass\n  mtls_splice: [10.0.0.0/8, "
+                                   "\"[fd00::/8]:443\"]\n  max_per_container: 10\n"
+                                   "  held_total: 64MiB\n  stall_timeout: 5s\n"
+                                   "  bypass_confirm: 0\n",
+                                   0, err);
+    CHECK(p != NULL);
+    if (p != NULL) {
+        CHECK_EQ_INT(p->tls.non_tls, RULES_NON_TLS_PASS);
+        CHECK_EQ_INT(p->tls.mtls_splice.n, 2);
+        CHECK_EQ_INT(p->tls.max_per_container, 10);
+        CHECK(p->tls.held_total == 64u << 20);
+        CHECK_EQ_INT(p->tls.stall_timeout_s, 5);
+        CHECK_EQ_INT(p->tls.bypass_confirm_s, 0);
+    } else {
+        fprintf(stderr, "  %s\n", err);
+    }
+    rules_policy_unref(p);
+    p = parse("", 0, err);
+    CHECK(p != NULL);
+    if (p != NULL) {
+        CHECK_EQ_INT(p->tls.non_tls, RULES_NON_TLS_REFUSE);
+        CHECK_EQ_INT(p->tls.mtls_splice.n, 0);
+        CHECK_EQ_INT(p->tls.max_per_container, 2000);
+        CHECK(p->tls.held_total == 256u << 20);
+        CHECK_EQ_INT(p->tls.stall_timeout_s, 30);
+        CHECK_EQ_INT(p->tls.bypass_confirm_s, 300);
+    }
+    rules_policy_unref(p);
+    CHECK_PARSE_ERR("tls:\n  mtls_splice: [bank.example]\n",
+                    "policy.yaml:2:17: tls.mtls_splice: 'bank.example' is not CIDR, CIDR:port or "
+                    "[CIDR]:port");
+    CHECK_PARSE_ERR("tls:\n  non_tls: splice\n",
+                    "policy.yaml:2:12: tls.non_tls: 'splice' is not valid (use refuse or pass)");
 }
 
 int main(void)
@@ -983,5 +1041,6 @@ int main(void)
     test_window_certain();
     test_refcount();
     test_broken_reload();
+    test_tls_keys();
     CHECK_DONE();
 }

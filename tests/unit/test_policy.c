@@ -961,6 +961,8 @@ static void test_tls_ports(void)
         CHECK(!rules_port_listed(&p->tls.ports, 8443));
     }
     rules_policy_unref(p);
+}
+
 /* tls.mtls_splice entries and the addresses they match; the TLS proxy's
  * resource keys. */
 static void test_tls_keys(void)

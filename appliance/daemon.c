@@ -489,7 +489,7 @@ struct tls_conn {
     struct dpi_flow *flow;
     struct dpi_flow_meta meta;
     struct dpi_tls_facts facts;
-    char sni[256], version[16];
+    char sni[256], version[16], alpn[16];
     char signature[128];
     int enforce;
 };
@@ -616,7 +616,8 @@ static void *tls_open(void *ctx, const struct tls_proxy_peer *peer)
     dpi_tls_version_name((uint16_t)peer->version, c->version, sizeof(c->version));
     c->facts.sni = c->sni;
     c->facts.version = c->version;
-    c->facts.alpn = "http/1.1";
+    snprintf(c->alpn, sizeof(c->alpn), "%s", peer->alpn ? peer->alpn : "");
+    c->facts.alpn = c->alpn;
     c->facts.intercepted = 1;
     struct flow_owner *o = owner_of(&w->owners, &c->meta);
     c->enforce = o->inspected && o->mode == EVE_ENFORCE;
@@ -625,7 +626,18 @@ static void *tls_open(void *ctx, const struct tls_proxy_peer *peer)
         free(c);
         return NULL;
     }
+    /* The proxy resets one HTTP/2 stream and keeps the others going. */
+    if (strcmp(c->alpn, "h2") == 0)
+        dpi_flow_stream_blocks(c->flow, 1);
     return c;
+}
+
+static size_t tls_blocked_streams(void *ctx, void *h, uint32_t *ids, size_t max)
+{
+    struct tls_conn *c = h;
+    (void)ctx;
+    size_t n = dpi_flow_blocked_streams(c->flow, ids, max);
+    return c->enforce ? n : 0; /* audit: reported, not reset */
 }
 
 static int tls_data(void *ctx, void *h, int dir, const uint8_t *p, size_t n)
@@ -789,8 +801,9 @@ static int tls_start(struct daemon *d, const struct rules_policy *p, unsigned cp
         .ca = d->ca,
         .upstream = &d->upstream,
     };
-    struct tls_proxy_ops ops = {d,       tls_decide,     tls_open,    tls_data, tls_holding,
-                                tls_end, tls_block_page, tls_refused, tls_close};
+    struct tls_proxy_ops ops = {
+        d,       tls_decide,     tls_open,    tls_data,  tls_holding,
+        tls_end, tls_block_page, tls_refused, tls_close, tls_blocked_streams};
     d->tls = tls_proxy_start(&cfg, &ops, why, sizeof(why));
     if (d->tls == NULL) {
         snprintf(err, errlen, "TLS proxy: %s", why);
@@ -1256,6 +1269,8 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
         json_uint(r, "spliced", ts.spliced);
         json_uint(r, "refused", ts.refused);
         json_uint(r, "blocked", ts.blocked);
+        json_uint(r, "h2_streams_blocked", ts.h2_streams_blocked);
+        json_uint(r, "h2_errors", ts.h2_errors);
         json_uint(r, "open", ts.open);
         json_uint(r, "forged_leaves", tls_forge_entries(d->forge));
         json_object_end(r);

@@ -160,6 +160,8 @@ struct worker {
     struct conn *dead;         /* closed during this batch, freed after it */
     uint64_t now;
     unsigned nconns, peak;     /* open now; most open since the last trim */
+    unsigned h2_conns;         /* open with the HTTP/2 relay */
+    uint64_t h2_swept_ms;      /* held DATA last looked at (h2_release_old) */
     uint64_t closes;           /* connections closed, ever */
     uint64_t paused_ms;        /* listeners out of epoll since (0: not paused) */
     uint64_t paused_closes;    /* closes when they were paused */
@@ -385,8 +387,11 @@ static void conn_close(struct conn *c)
     side_close(c, 1);
     sl_buf_free(&c->out[0]);
     sl_buf_free(&c->out[1]);
-    h2r_free(c->h2);
-    c->h2 = NULL;
+    if (c->h2) {
+        h2r_free(c->h2);
+        c->h2 = NULL;
+        w->h2_conns--;
+    }
     list_del(conn_list_of(c), c);
     c->st = ST_DEAD;
     c->next = w->dead;
@@ -814,6 +819,9 @@ static void relay(struct conn *c)
 /* HTTP/2 DATA held for H2_HOLD_MS goes on (see H2_HOLD_MS). */
 static void h2_release_old(struct worker *w)
 {
+    if (w->h2_conns == 0 || w->now < w->h2_swept_ms + TICK_MS)
+        return;
+    w->h2_swept_ms = w->now;
     for (struct conn *c = w->idle.head, *next; c; c = next) {
         next = c->next;
         if (c->h2 == NULL || h2r_held(c->h2) == 0 || w->now < H2_HOLD_MS)
@@ -1054,6 +1062,7 @@ static void opened(struct conn *c)
             conn_close(c);
             return;
         }
+        w->h2_conns++;
     }
     peer_init(&peer, c);
     c->h = ops->open ? ops->open(ops->ctx, &peer) : NULL;

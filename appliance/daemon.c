@@ -669,6 +669,9 @@ static size_t tls_block_page(void *ctx, void *h, char *buf, size_t len)
     struct tls_conn *c = h;
     char body[1024];
     (void)ctx;
+    /* Inside a WebSocket the page would be read as frames: just close. */
+    if (dpi_flow_in_tunnel(c->flow))
+        return 0;
     int n =
         snprintf(body, sizeof(body),
                  "<!DOCTYPE html>\n<html><head><title>Blocked by sluice</title></head><body>\n"

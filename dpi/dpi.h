@@ -220,6 +220,9 @@ void dpi_flow_stream_blocks(struct dpi_flow *f, int on);
 /* The HTTP/2 stream IDs blocked since the last call, oldest first, at most
  * max of them (more than DPI_BLOCKED_STREAMS_MAX at once block the flow). */
 size_t dpi_flow_blocked_streams(struct dpi_flow *f, uint32_t *ids, size_t max);
+/* 1 once the flow's streams carry a WebSocket or HTTP/2 tunnel (after an
+ * Upgrade or a preface): no HTTP/1 response can stand in for its bytes. */
+int dpi_flow_in_tunnel(const struct dpi_flow *f);
 const struct dpi_ndpi_facts *dpi_flow_ndpi(const struct dpi_flow *f);
 const struct dpi_flow_meta *dpi_flow_meta(const struct dpi_flow *f);
 

@@ -1192,6 +1192,11 @@ size_t dpi_flow_blocked_streams(struct dpi_flow *f, uint32_t *ids, size_t max)
     return n;
 }
 
+int dpi_flow_in_tunnel(const struct dpi_flow *f)
+{
+    return f->kind[0] == KIND_TUNNEL || f->kind[1] == KIND_TUNNEL || (f->http && f->http->tunnel);
+}
+
 int dpi_flow_mid_message(const struct dpi_flow *f, enum dpi_dir dir)
 {
     if (f->kind[dir] != KIND_HTTP || f->http == NULL)

@@ -332,6 +332,16 @@ static int release(struct h2r *r, struct held *h, const struct h2r_io *io)
     return rc < 0 ? H2R_ERROR : H2R_OK;
 }
 
+/* A frame of the relay's own, sent in direction dir. Inspection reads it
+ * too, as the receiver will: the engine's view of the stream states stays
+ * the endpoints' (a reset stream is over there as well). Its verdict comes
+ * with the next unit. */
+static int own(const struct h2r_io *io, int dir, const uint8_t *f, size_t n)
+{
+    (void)io->inspect(io->ctx, dir, f, n);
+    return io->out(io->ctx, dir, f, n) < 0 ? H2R_ERROR : H2R_OK;
+}
+
 /* DATA of dir that will never arrive: its sender gets the room back. */
 static int give_back(const struct h2r_io *io, int dir, uint32_t length)
 {
@@ -340,7 +350,7 @@ static int give_back(const struct h2r_io *io, int dir, uint32_t length)
     if (length == 0)
         return H2R_OK;
     h2r_frame_window_update(f, 0, length);
-    return io->out(io->ctx, !dir, f, sizeof(f)) < 0 ? H2R_ERROR : H2R_OK;
+    return own(io, !dir, f, sizeof(f));
 }
 
 static int send_rst(const struct h2r_io *io, uint32_t stream)
@@ -348,10 +358,10 @@ static int send_rst(const struct h2r_io *io, uint32_t stream)
     uint8_t f[13];
 
     h2r_frame_rst(f, stream, H2R_RST_TO_SERVER);
-    if (io->out(io->ctx, 0, f, sizeof(f)) < 0)
+    if (own(io, 0, f, sizeof(f)) != H2R_OK)
         return H2R_ERROR;
     h2r_frame_rst(f, stream, H2R_RST_TO_CLIENT);
-    return io->out(io->ctx, 1, f, sizeof(f)) < 0 ? H2R_ERROR : H2R_OK;
+    return own(io, 1, f, sizeof(f));
 }
 
 /* A stream was blocked: what it holds goes, and both sides are told. */

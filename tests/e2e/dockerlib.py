@@ -30,11 +30,11 @@ DEBIAN_NEEDS = ["curl", "python3", "iperf3", "sha256sum", "sleep"]
 BENCH_IMAGE = "sluice-bench-debian"
 BENCH_DEBS = ["nginx", "wrk", "libluajit-5.1-2", "libluajit-5.1-common"]
 BENCH_NEEDS = DEBIAN_NEEDS + ["wrk", "nginx"]
-# HTTP/2 and gRPC: nghttpd, Python's grpcio and h2, with what they need
+# HTTP/2 and gRPC: nghttpd, h2load, Python's grpcio and h2, with what they need
 # beyond the test image.
 H2_IMAGE = "sluice-h2-debian"
-H2_TOP_DEBS = ["nghttp2-server", "python3-grpcio", "python3-h2"]
-H2_NEEDS = DEBIAN_NEEDS + ["nghttpd"]
+H2_TOP_DEBS = ["nghttp2-server", "nghttp2-client", "python3-grpcio", "python3-h2"]
+H2_NEEDS = DEBIAN_NEEDS + ["nghttpd", "h2load"]
 BUSYBOX_APPLETS = ["sh", "httpd", "sleep", "nc", "wget", "cat", "ls", "mkdir", "sha256sum",
                    "head", "dd", "rm", "echo", "kill"]
 # Process ids of the sluiced instances a run started, so the next run can
@@ -375,8 +375,8 @@ def _debs_closure(top, base):
 
 
 def ensure_h2_image():
-    """sluice-h2-debian: the test image plus nghttpd, python3-grpcio and
-    python3-h2 with what they depend on, unpacked from their Debian packages
+    """sluice-h2-debian: the test image plus nghttpd, h2load, python3-grpcio
+    and python3-h2 with what they depend on, unpacked from their Debian packages
     without maintainer scripts, as a layer committed on the test image."""
     probe = "import grpc, h2.connection"
     if image_exists(H2_IMAGE) and image_has(H2_IMAGE, H2_NEEDS) and \

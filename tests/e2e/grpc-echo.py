@@ -5,7 +5,10 @@ of the request, or the EICAR test string for the request b"eicar".
 
   grpc-echo.py serve PORT CERT KEY
   grpc-echo.py call HOST:PORT NAME CAFILE MESSAGE|@eicar
-      prints "ok <answer>" or "error <code> <details>"; exit 0 either way"""
+      prints "ok <answer>" or "error <code> <details>"; exit 0 either way
+  grpc-echo.py chat HOST:PORT NAME CAFILE N
+      /sluice.Echo/Chat, a bidirectional stream: sends N messages, each after
+      the answer to the one before; prints "ok N SECONDS" or "error ..."."""
 import hashlib
 import sys
 import time
@@ -22,8 +25,13 @@ def serve(port, cert, key):
             return EICAR
         return b"got " + hashlib.sha256(request).hexdigest().encode()
 
+    def chat(requests, context):
+        for r in requests:
+            yield b"echo " + r
+
     handler = grpc.method_handlers_generic_handler(
-        "sluice.Echo", {"Call": grpc.unary_unary_rpc_method_handler(call)})
+        "sluice.Echo", {"Call": grpc.unary_unary_rpc_method_handler(call),
+                        "Chat": grpc.stream_stream_rpc_method_handler(chat)})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     server.add_generic_rpc_handlers((handler,))
     creds = grpc.ssl_server_credentials([(open(key, "rb").read(), open(cert, "rb").read())])
@@ -46,8 +54,40 @@ def call(target, name, cafile, message):
             print(f"error {e.code().name} {e.details()}")
 
 
+def chat(target, name, cafile, n):
+    import queue
+    creds = grpc.ssl_channel_credentials(root_certificates=open(cafile, "rb").read())
+    q = queue.Queue()
+
+    def requests():
+        while True:
+            m = q.get()
+            if m is None:
+                return
+            yield m
+    with grpc.secure_channel(target, creds,
+                             options=[("grpc.ssl_target_name_override", name)]) as ch:
+        stub = ch.stream_stream("/sluice.Echo/Chat")
+        start = time.time()
+        try:
+            q.put(b"0")
+            answers = stub(requests(), timeout=60)
+            got = 0
+            for a in answers:
+                if a != b"echo %d" % got:
+                    print(f"error wrong answer {a!r}")
+                    return
+                got += 1
+                q.put(b"%d" % got if got < int(n) else None)
+            print(f"ok {got} {time.time() - start:.2f}")
+        except grpc.RpcError as e:
+            print(f"error {e.code().name} {e.details()}")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "chat":
+        chat(*sys.argv[2:6])
     else:
         call(*sys.argv[2:6])

@@ -613,9 +613,10 @@ static void *tls_open(void *ctx, const struct tls_proxy_peer *peer)
     c->meta.flow_id = ((uint64_t)(128 + peer->worker) << 40) | ++w->next_id;
     c->meta.user = c;
     snprintf(c->sni, sizeof(c->sni), "%s", peer->sni ? peer->sni : "");
-    dpi_tls_version_name((uint16_t)peer->version, c->version, sizeof(c->version));
+    /* The name is a constant for known versions: only others go in c->version. */
     c->facts.sni = c->sni;
-    c->facts.version = c->version;
+    c->facts.version =
+        dpi_tls_version_name((uint16_t)peer->version, c->version, sizeof(c->version));
     snprintf(c->alpn, sizeof(c->alpn), "%s", peer->alpn ? peer->alpn : "");
     c->facts.alpn = c->alpn;
     c->facts.intercepted = 1;

@@ -492,7 +492,7 @@ struct tls_conn {
     struct dpi_flow *flow;
     struct dpi_flow_meta meta;
     struct dpi_tls_facts facts;
-    char sni[256], version[16];
+    char sni[256], version[16], alpn[16];
     char signature[128];
     int enforce;
     int plain;
@@ -693,10 +693,12 @@ static void *tls_open(void *ctx, const struct tls_proxy_peer *peer)
     c->meta.flow_id = ((uint64_t)(128 + peer->worker) << 40) | ++w->next_id;
     c->meta.user = c;
     snprintf(c->sni, sizeof(c->sni), "%s", peer->sni ? peer->sni : "");
-    dpi_tls_version_name((uint16_t)peer->version, c->version, sizeof(c->version));
+    /* The name is a constant for known versions: only others go in c->version. */
     c->facts.sni = c->sni;
-    c->facts.version = c->version;
-    c->facts.alpn = "http/1.1";
+    c->facts.version =
+        dpi_tls_version_name((uint16_t)peer->version, c->version, sizeof(c->version));
+    snprintf(c->alpn, sizeof(c->alpn), "%s", peer->alpn ? peer->alpn : "");
+    c->facts.alpn = c->alpn;
     c->facts.intercepted = 1;
     c->plain = peer->version == 0; /* not TLS, relayed as plaintext (tls.non_tls: pass) */
     struct flow_owner *o = owner_of(&w->owners, &c->meta);
@@ -706,7 +708,18 @@ static void *tls_open(void *ctx, const struct tls_proxy_peer *peer)
         free(c);
         return NULL;
     }
+    /* The proxy resets one HTTP/2 stream and keeps the others going. */
+    if (strcmp(c->alpn, "h2") == 0)
+        dpi_flow_stream_blocks(c->flow, 1);
     return c;
+}
+
+static size_t tls_blocked_streams(void *ctx, void *h, uint32_t *ids, size_t max)
+{
+    struct tls_conn *c = h;
+    (void)ctx;
+    size_t n = dpi_flow_blocked_streams(c->flow, ids, max);
+    return c->enforce ? n : 0; /* audit: reported, not reset */
 }
 
 static int tls_data(void *ctx, void *h, int dir, const uint8_t *p, size_t n)
@@ -738,6 +751,9 @@ static size_t tls_block_page(void *ctx, void *h, char *buf, size_t len)
     struct tls_conn *c = h;
     char body[1024];
     (void)ctx;
+    /* Inside a WebSocket the page would be read as frames: just close. */
+    if (dpi_flow_in_tunnel(c->flow))
+        return 0;
     int n =
         snprintf(body, sizeof(body),
                  "<!DOCTYPE html>\n<html><head><title>Blocked by sluice</title></head><body>\n"
@@ -909,6 +925,7 @@ static int tls_start(struct daemon *d, const struct rules_policy *p, unsigned cp
         .close = tls_close,
         .report = tls_report,
         .upstream_socket = tls_upstream_socket,
+        .blocked_streams = tls_blocked_streams,
     };
     d->tls = tls_proxy_start(&cfg, &ops, why, sizeof(why));
     if (d->tls == NULL) {
@@ -1405,6 +1422,8 @@ static int ctl_status(void *ctx, struct json *r, char *err, size_t errlen)
         json_uint(r, "bypass_confirmed", ts.bypass_confirmed);
         json_uint(r, "bypass_unconfirmed", ts.bypass_unconfirmed);
         json_uint(r, "held", ts.held);
+        json_uint(r, "h2_streams_blocked", ts.h2_streams_blocked);
+        json_uint(r, "h2_errors", ts.h2_errors);
         json_uint(r, "open", ts.open);
         json_uint(r, "forged_leaves", tls_forge_entries(d->forge));
         json_object_end(r);

@@ -57,7 +57,7 @@ struct dpi_http_facts {
     const char *method; /* NULL when only a response was seen */
     const char *uri;
     const char *hostname;
-    const char *protocol; /* "HTTP/1.1" */
+    const char *protocol; /* "HTTP/1.1", "HTTP/2" */
     const char *user_agent;
     const char *content_type; /* of the message whose body is reported */
     int status;               /* 0: no response (yet) */
@@ -221,6 +221,20 @@ enum dpi_verdict dpi_flow_verdict(const struct dpi_flow *f);
 /* 1 while an HTTP message of dir has begun and not ended: a proxy that
  * holds such bytes back can still replace the message (a block page). */
 int dpi_flow_mid_message(const struct dpi_flow *f, enum dpi_dir dir);
+
+/* A feeder that can reset one HTTP/2 stream alone (the TLS proxy) turns
+ * this on: what the policy blocks inside an HTTP/2 stream (a body, its
+ * request's query, an anomaly of its body) blocks that stream only, the
+ * flow's verdict stays as it is and its other streams go on being
+ * inspected. What cannot be tied to one stream still blocks the flow. */
+void dpi_flow_stream_blocks(struct dpi_flow *f, int on);
+#define DPI_BLOCKED_STREAMS_MAX 32
+/* The HTTP/2 stream IDs blocked since the last call, oldest first, at most
+ * max of them (more than DPI_BLOCKED_STREAMS_MAX at once block the flow). */
+size_t dpi_flow_blocked_streams(struct dpi_flow *f, uint32_t *ids, size_t max);
+/* 1 once the flow's streams carry a WebSocket or HTTP/2 tunnel (after an
+ * Upgrade or a preface): no HTTP/1 response can stand in for its bytes. */
+int dpi_flow_in_tunnel(const struct dpi_flow *f);
 const struct dpi_ndpi_facts *dpi_flow_ndpi(const struct dpi_flow *f);
 const struct dpi_flow_meta *dpi_flow_meta(const struct dpi_flow *f);
 

@@ -91,7 +91,7 @@ struct http_msg {
     char user_agent[256];
     char content_type[256];
     char content_range[96];
-    char protocol[12];
+    char protocol[24];
     char problem[192];
     struct dpi_body body;
     uint64_t alerted[RULES_MAX_MATCHES]; /* rules (hashed) that matched this body */
@@ -107,6 +107,9 @@ void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const ui
                        const char *what);
 void flow_anomaly(struct dpi_flow *f, int dir, const char *layer, const char *reason);
 struct dpi_engine *flow_engine(const struct dpi_flow *f);
+/* What follows belongs to HTTP/2 stream `stream` (0: to no stream), for
+ * per-stream blocks. */
+void flow_stream_context(struct dpi_flow *f, uint32_t stream);
 
 /* --- tunnels after an Upgrade or a prior-knowledge preface (tunnel.c) ----- */
 

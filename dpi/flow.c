@@ -66,6 +66,14 @@ struct dpi_flow {
     char proto_id[32];
     uint32_t anomalies[8]; /* reported (layer, reason, dir), hashed */
     uint8_t nanomalies;
+    /* Per-stream blocks (dpi_flow_stream_blocks): the HTTP/2 stream being
+     * read, whether it was blocked by what is being read, and the streams
+     * blocked since the feeder last asked. */
+    uint8_t stream_blocks;
+    uint8_t cur_blocked;
+    uint32_t cur_stream;
+    uint32_t blocked[DPI_BLOCKED_STREAMS_MAX];
+    unsigned nblocked;
 };
 
 /* What nDPI read of a ClientHello (TLS over TCP, QUIC, DTLS). sluice's own
@@ -106,6 +114,34 @@ static void emit(struct dpi_flow *f, struct dpi_event *ev)
     e->emit(e->emit_ctx, ev);
 }
 
+/* A block: of the HTTP/2 stream being read when the feeder can reset it
+ * alone, else of the flow. */
+static void flow_block(struct dpi_flow *f)
+{
+    if (!f->stream_blocks || f->cur_stream == 0) {
+        f->verdict = DPI_BLOCK;
+        return;
+    }
+    if (f->cur_blocked)
+        return;
+    f->cur_blocked = 1;
+    for (unsigned i = 0; i < f->nblocked; i++)
+        if (f->blocked[i] == f->cur_stream)
+            return;
+    if (f->nblocked == DPI_BLOCKED_STREAMS_MAX) {
+        f->verdict = DPI_BLOCK; /* more than the feeder can be told at once */
+        return;
+    }
+    f->blocked[f->nblocked++] = f->cur_stream;
+}
+
+/* Nothing more to decide for what is being read: the flow, or the stream
+ * being read, is blocked. */
+static int decided(const struct dpi_flow *f)
+{
+    return f->verdict == DPI_BLOCK || f->cur_blocked;
+}
+
 static void raise_alert(struct dpi_flow *f, const struct dpi_alert_facts *a,
                         const struct dpi_http_facts *http, const struct dpi_body_facts *body)
 {
@@ -113,7 +149,7 @@ static void raise_alert(struct dpi_flow *f, const struct dpi_alert_facts *a,
 
     f->e->stats.alerts++;
     if (a->action == RULES_ACTION_BLOCK)
-        f->verdict = DPI_BLOCK;
+        flow_block(f);
     emit(f, &ev);
 }
 
@@ -165,7 +201,7 @@ static void raise_anomaly(struct dpi_flow *f, int dir, const char *layer, const 
         .type = DPI_EVENT_ANOMALY, .anomaly = &a, .http = have_http ? &hf : NULL};
     f->e->stats.anomalies++;
     if (a.action == RULES_ACTION_BLOCK)
-        f->verdict = DPI_BLOCK;
+        flow_block(f);
     emit(f, &ev);
 }
 
@@ -590,7 +626,7 @@ static int scan_derived(void *ctx, const char *what, const uint8_t *p, size_t n)
     int found = scan_bytes(d->f, d->m, p, n, matches);
     if (found > 0)
         body_alerts(d->f, d->m, matches, found, d->bf, 0, what);
-    return d->f->verdict == DPI_BLOCK; /* decided: stop unpacking */
+    return decided(d->f); /* decided: stop unpacking */
 }
 
 static void derived_problem(void *ctx, const char *what, const char *reason)
@@ -630,7 +666,7 @@ static void scan_unpacked(struct dpi_flow *f, struct http_msg *m, int dir,
 {
     struct dpi_body *b = &m->body;
 
-    if (f->e->scanner == NULL || b->keep.len == 0 || b->windows > 0 || f->verdict == DPI_BLOCK)
+    if (f->e->scanner == NULL || b->keep.len == 0 || b->windows > 0 || decided(f))
         return;
     unpack_buffer(f, m, dir, bf, b->keep.data, b->keep.len,
                   m->content_type[0] ? m->content_type : NULL,
@@ -645,12 +681,12 @@ static void scan_query(struct dpi_flow *f, struct http_msg *m, int dir, const ch
     struct dpi_body_facts bf = {.to_server = 1, .state = DPI_BODY_COMPLETE};
     struct derived_ctx d = {f, m, dir, &bf};
 
-    if (q == NULL || q[1] == '\0' || f->e->scanner == NULL || f->verdict == DPI_BLOCK)
+    if (q == NULL || q[1] == '\0' || f->e->scanner == NULL || decided(f))
         return;
     size_t n = strlen(q + 1);
     bf.size = n;
     scan_derived(&d, "query", (const uint8_t *)q + 1, n);
-    if (f->verdict != DPI_BLOCK)
+    if (!decided(f))
         unpack_buffer(f, m, dir, &bf, (const uint8_t *)q + 1, n,
                       "application/x-www-form-urlencoded", 0);
 }
@@ -679,7 +715,11 @@ void flow_msg_head(struct dpi_flow *f, struct http_msg *m, int dir, const struct
     copy_str(m->user_agent, sizeof(m->user_agent), ua);
     copy_str(m->content_type, sizeof(m->content_type), h->content_type);
     copy_str(m->content_range, sizeof(m->content_range), h->content_range);
-    snprintf(m->protocol, sizeof(m->protocol), "HTTP/%d.%d", h->version_major, h->version_minor);
+    if (h->version_minor < 0)
+        snprintf(m->protocol, sizeof(m->protocol), "HTTP/%d", h->version_major);
+    else
+        snprintf(m->protocol, sizeof(m->protocol), "HTTP/%d.%d", h->version_major,
+                 h->version_minor);
     m->problem[0] = '\0';
     m->nalerted = 0;
     m->has_body = h->framing != HTTP_BODY_NONE;
@@ -744,7 +784,7 @@ static void join_range(struct dpi_flow *f, struct http_msg *m, int dir, struct d
     int cd = client_dir(f);
 
     if (m->status != 206 || b->windows > 0 || bf->state != DPI_BODY_COMPLETE ||
-        f->e->scanner == NULL || f->verdict == DPI_BLOCK ||
+        f->e->scanner == NULL || decided(f) ||
         join_parse_content_range(m->content_range, &first, &last, &total) != 0 ||
         last - first + 1 != b->keep.len)
         return;
@@ -776,7 +816,7 @@ static void scan_seam(struct dpi_flow *f, struct http_msg *m, int dir, struct dp
     size_t prev = join_seam(f->e->joins, cd == DPI_DIR_FWD ? f->meta.src : f->meta.dst,
                             cd == DPI_DIR_FWD ? f->meta.dst : f->meta.src, b->keep.data,
                             m->nalerted ? 0 : b->keep.len, seam, f->now);
-    if (prev == 0 || f->verdict == DPI_BLOCK)
+    if (prev == 0 || decided(f))
         return;
     size_t head = b->keep.len < JOIN_SEAM ? b->keep.len : JOIN_SEAM;
     memcpy(seam + prev, b->keep.data, head);
@@ -842,11 +882,11 @@ void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const ui
         .to_server = dir == client_dir(f), .size = n, .state = DPI_BODY_COMPLETE};
 
     d.bf = &bf;
-    if (f->e->scanner == NULL || n == 0 || f->verdict == DPI_BLOCK)
+    if (f->e->scanner == NULL || n == 0 || decided(f))
         return;
     m->nalerted = 0;
     scan_derived(&d, what, p, n);
-    if (f->verdict != DPI_BLOCK)
+    if (!decided(f))
         unpack_buffer(f, m, dir, &bf, p, n, m->content_type[0] ? m->content_type : NULL, 0);
 }
 
@@ -858,6 +898,15 @@ void flow_anomaly(struct dpi_flow *f, int dir, const char *layer, const char *re
 struct dpi_engine *flow_engine(const struct dpi_flow *f)
 {
     return f->e;
+}
+
+void flow_stream_context(struct dpi_flow *f, uint32_t stream)
+{
+    f->cur_stream = stream;
+    f->cur_blocked = 0;
+    for (unsigned i = 0; i < f->nblocked && stream; i++)
+        if (f->blocked[i] == stream)
+            f->cur_blocked = 1;
 }
 
 static void on_http_anomaly(void *ctx, int dir, const char *why)
@@ -1189,6 +1238,26 @@ const struct dpi_ndpi_facts *dpi_flow_ndpi(const struct dpi_flow *f)
 const struct dpi_flow_meta *dpi_flow_meta(const struct dpi_flow *f)
 {
     return &f->meta;
+}
+
+void dpi_flow_stream_blocks(struct dpi_flow *f, int on)
+{
+    f->stream_blocks = on != 0;
+}
+
+size_t dpi_flow_blocked_streams(struct dpi_flow *f, uint32_t *ids, size_t max)
+{
+    size_t n = f->nblocked < max ? f->nblocked : max;
+
+    memcpy(ids, f->blocked, n * sizeof(*ids));
+    memmove(f->blocked, f->blocked + n, (f->nblocked - n) * sizeof(*ids));
+    f->nblocked -= (unsigned)n;
+    return n;
+}
+
+int dpi_flow_in_tunnel(const struct dpi_flow *f)
+{
+    return f->kind[0] == KIND_TUNNEL || f->kind[1] == KIND_TUNNEL || (f->http && f->http->tunnel);
 }
 
 int dpi_flow_mid_message(const struct dpi_flow *f, enum dpi_dir dir)

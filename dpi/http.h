@@ -69,7 +69,7 @@ struct http_request_info {
 /* A parsed message head; pointers are valid only during the head callback. */
 struct http_head {
     int is_request;
-    int version_major, version_minor; /* 1.1; cut to 0..99; 0.9 for HTTP/0.9 */
+    int version_major, version_minor; /* 1.1; cut to 0..99; 0.9 for HTTP/0.9; 2.-1 for HTTP/2 */
     /* A synthetic head: the rest of the stream could not be parsed after an
      * anomaly, so it follows as an EOF-delimited body; nothing else is set
      * but is_request, request (responses) and framing. */

@@ -127,6 +127,7 @@ static void h2_headers(void *ctx, int dir, int32_t id, const struct h2_head *hh)
     memset(&h, 0, sizeof(h));
     h.is_request = dir == 0 || hh->push;
     h.version_major = 2;
+    h.version_minor = -1; /* "HTTP/2", as curl and RFC 9113 name it */
     h.method = hh->method;
     h.uri = hh->path;
     h.host = hh->authority;
@@ -147,9 +148,11 @@ static void h2_headers(void *ctx, int dir, int32_t id, const struct h2_head *hh)
             s->request = rq->request;
         h.request = &s->request;
     }
+    flow_stream_context(t->f, (uint32_t)id);
     if (s->m.open)
         flow_msg_end(t->f, &s->m, fd, HTTP_END_OK, NULL); /* trailers are not a new message */
     flow_msg_head(t->f, &s->m, fd, &h);
+    flow_stream_context(t->f, 0);
 }
 
 static void h2_data(void *ctx, int dir, int32_t id, const uint8_t *p, size_t n)
@@ -162,7 +165,9 @@ static void h2_data(void *ctx, int dir, int32_t id, const uint8_t *p, size_t n)
         flow_anomaly(t->f, fd, "http2", "DATA on a stream whose headers were not seen");
         return;
     }
+    flow_stream_context(t->f, (uint32_t)id);
     flow_msg_body(t->f, &s->m, fd, p, n);
+    flow_stream_context(t->f, 0);
 }
 
 static void h2_end(void *ctx, int dir, int32_t id, enum h2_end how)
@@ -173,8 +178,10 @@ static void h2_end(void *ctx, int dir, int32_t id, enum h2_end how)
 
     if (s == NULL)
         return;
+    flow_stream_context(t->f, (uint32_t)id);
     flow_msg_end(t->f, &s->m, fd, how == H2_END_COMPLETE ? HTTP_END_OK : HTTP_END_TRUNCATED,
                  how == H2_END_RESET ? "stream reset" : "stream ended early");
+    flow_stream_context(t->f, 0);
     /* A request's facts stay until its response ended. */
     if (dir == 1 || how != H2_END_COMPLETE) {
         struct h2_msg *rq = stream_find(t, id, t->client_dir, 0);

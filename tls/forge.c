@@ -264,19 +264,43 @@ static X509 *forge_leaf(struct tls_ca *ca, X509 *upstream, EVP_PKEY *key)
     return x;
 }
 
-/* Offers the client "http/1.1" or nothing: the proxy speaks HTTP/1.x to the
- * engine, so h2 (or anything else) is never accepted. */
-static int alpn_http11_only(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                            const unsigned char *in, unsigned inlen, void *arg)
-{
-    static const unsigned char http11[] = "http/1.1";
-    unsigned pos = 0;
+/* The ALPN protocol each client-side SSL is to select (tls_forge_alpn). */
+static int alpn_index = -1;
+static pthread_once_t alpn_once = PTHREAD_ONCE_INIT;
 
+static void alpn_index_new(void)
+{
+    alpn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+int tls_forge_alpn(SSL *ssl, const char *proto)
+{
+    pthread_once(&alpn_once, alpn_index_new);
+    if (alpn_index < 0)
+        return -1;
+    return SSL_set_ex_data(ssl, alpn_index, (void *)(proto ? proto : "")) == 1 ? 0 : -1;
+}
+
+/* Selects for the client the protocol the upstream selected (set with
+ * tls_forge_alpn), or "http/1.1" when none was set; nothing when the client
+ * did not offer it. The proxy relays only what the upstream speaks. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    const char *want = alpn_index >= 0 ? SSL_get_ex_data(ssl, alpn_index) : NULL;
+    unsigned pos = 0, wlen;
+
+    (void)arg;
+    if (want == NULL)
+        want = "http/1.1";
+    wlen = (unsigned)strlen(want);
+    if (wlen == 0)
+        return SSL_TLSEXT_ERR_NOACK;
     while (pos < inlen) {
         unsigned len = in[pos];
         if (len > inlen - pos - 1)
             break;
-        if (len == sizeof(http11) - 1 && memcmp(in + pos + 1, http11, len) == 0) {
+        if (len == wlen && memcmp(in + pos + 1, want, len) == 0) {
             *out = in + pos + 1;
             *outlen = (unsigned char)len;
             return SSL_TLSEXT_ERR_OK;
@@ -308,7 +332,7 @@ static SSL_CTX *forge_ctx(struct tls_ca *ca, X509 *upstream, int max_version, in
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     if (alpn_http11)
-        SSL_CTX_set_alpn_select_cb(ctx, alpn_http11_only, NULL);
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 out:
     X509_free(leaf);
     EVP_PKEY_free(key);

@@ -19,8 +19,10 @@
  * SO_MARK so the appliance's rules do not redirect it back here), upstream
  * handshake with the client's SNI, validation; only then a leaf is forged
  * from the upstream's and the client handshake completes, never at a newer
- * version than upstream's and with http/1.1 as the only ALPN. Nothing from
- * an untrusted upstream reaches the client.
+ * version than upstream's. ALPN: upstream is offered what the client offered
+ * of h2 and http/1.1, in the client's order, and the client gets what
+ * upstream selected (or nothing, as upstream said). Nothing from an
+ * untrusted upstream reaches the client.
  *
  * Nothing is spliced silently. A hello sluice's own parser finds odd is
  * read by OpenSSL (the parser the client handshake will use), and refused
@@ -32,6 +34,9 @@
  * asking for a client certificate gets an empty answer, and is spliced only
  * where the appliance's decision says so. Every splice and refusal goes to
  * ops.report or ops.refused with its reason.
+ *
+ * An h2 connection's plaintext goes through the HTTP/2 relay (h2relay.c):
+ * frame by frame, so that a blocked stream is reset while the others go on.
  *
  * Plaintext goes through ops.data; while ops.holding says a message is open,
  * its bytes are kept (up to hold_limit per connection) so that a block can
@@ -49,6 +54,7 @@
  * and reported at most once a second per worker.
  */
 #include "dpi.h"
+#include "h2relay.h"
 #include "sl_buf.h"
 #include "tls.h"
 #include "tls_internal.h"
@@ -110,6 +116,9 @@
 /* A worker back to no connection after this many at once gives the memory
  * they used back to the system (see worker_main). */
 #define TRIM_AFTER 256
+/* A DATA frame held this long goes on unjudged: its sender may be waiting
+ * for an answer before it sends more (a gRPC stream, say). */
+#define H2_HOLD_MS 1000
 
 enum obj_kind { OBJ_LISTENER, OBJ_WAKE, OBJ_SIDE };
 
@@ -162,18 +171,22 @@ struct conn {
     uint8_t overflow[2];  /* the current message of d went past hold_limit */
     uint8_t eof[2];       /* 1 clean (close_notify, FIN), 2 unclean */
     uint8_t shut[2];      /* EOF passed on to side[!d] */
-    uint8_t opened, alpn;
-    uint8_t client_auth; /* the upstream asked for a client certificate */
-    uint8_t ticket;      /* the upstream sent a session ticket (it accepted us) */
-    uint8_t plain;       /* not TLS, relayed as plaintext through the engine */
-    uint8_t tls;         /* the client sent a ClientHello OpenSSL accepts */
-    uint8_t bypass;      /* a bypass claim being validated */
-    uint8_t mtls_splice; /* splice if the upstream asks for a client certificate */
-    uint8_t waiting;     /* on the worker's list of connections waiting for hold_total */
-    struct client *cl;   /* its client address, counted */
-    struct conn *wnext;  /* in the worker's waiting list */
-    size_t counted;      /* of its held bytes, added to the totals */
-    uint64_t wait_ms;    /* waiting for hold_total since */
+    uint8_t opened;
+    uint8_t client_auth;    /* the upstream asked for a client certificate */
+    uint8_t ticket;         /* the upstream sent a session ticket (it accepted us) */
+    uint8_t plain;          /* not TLS, relayed as plaintext through the engine */
+    uint8_t tls;            /* the client sent a ClientHello OpenSSL accepts */
+    uint8_t bypass;         /* a bypass claim being validated */
+    uint8_t mtls_splice;    /* splice if the upstream asks for a client certificate */
+    uint8_t waiting;        /* on the worker's list of connections waiting for hold_total */
+    struct client *cl;      /* its client address, counted */
+    struct conn *wnext;     /* in the worker's waiting list */
+    size_t counted;         /* of its held bytes, added to the totals */
+    uint64_t wait_ms;       /* waiting for hold_total since */
+    uint8_t alpn_offer[12]; /* to upstream: the client's h2 and http/1.1, wire format */
+    uint8_t alpn_offer_len;
+    char alpn[10];  /* selected by upstream, and so for the client: "h2", "http/1.1", "" */
+    struct h2r *h2; /* the HTTP/2 relay of an h2 connection */
     struct sockaddr_storage client, server;
     char sni[256];
     char why[TLS_ERRLEN]; /* the rule that spliced or bypassed it */
@@ -212,6 +225,8 @@ struct worker {
     struct conn *dead;         /* closed during this batch, freed after it */
     uint64_t now;
     unsigned nconns, peak;     /* open now; most open since the last trim */
+    unsigned h2_conns;         /* open with the HTTP/2 relay */
+    uint64_t h2_swept_ms;      /* held DATA last looked at (h2_release_old) */
     uint64_t closes;           /* connections closed, ever */
     uint64_t paused_ms;        /* listeners out of epoll since (0: not paused) */
     uint64_t paused_closes;    /* closes when they were paused */
@@ -249,6 +264,7 @@ enum { IO_EOF = 0, IO_ERR = -1, IO_WANT_READ = -2, IO_WANT_WRITE = -3, IO_EOF_UN
 
 static void conn_close(struct conn *c);
 static void refuse_alert(struct conn *c, const char *why);
+static void h2_count(struct conn *c);
 
 static uint64_t mono_ms(void)
 {
@@ -308,6 +324,7 @@ static void peer_init(struct tls_proxy_peer *peer, const struct conn *c)
     peer->tls = c->tls;
     peer->sni = c->sni;
     peer->version = c->version;
+    peer->alpn = c->alpn;
 }
 
 /* --- reports ------------------------------------------------------------------- */
@@ -577,10 +594,12 @@ static void handshake_timeout(struct conn *c)
     }
     conn_close(c);
 }
+static void h2_release_old(struct worker *w);
 
 static void sweep(struct worker *w)
 {
     const struct tls_proxy_config *cfg = &w->p->cfg;
+    h2_release_old(w);
     while (w->idle.head && w->idle.head->last_ms + cfg->idle_ms <= w->now) {
         STAT_ADD(w, timeouts, 1);
         conn_close(w->idle.head);
@@ -689,6 +708,7 @@ static void conn_close(struct conn *c)
     if (c->st == ST_DEAD)
         return;
     struct worker *w = c->w;
+    h2_count(c);
     if (c->opened && w->p->ops.close)
         w->p->ops.close(w->p->ops.ctx, c->h);
     c->opened = 0;
@@ -696,6 +716,11 @@ static void conn_close(struct conn *c)
     side_close(c, 1);
     sl_buf_free(&c->out[0]);
     sl_buf_free(&c->out[1]);
+    if (c->h2) {
+        h2r_free(c->h2);
+        c->h2 = NULL;
+        w->h2_conns--;
+    }
     list_del(conn_list_of(c), c);
     c->st = ST_DEAD;
     client_remove(c);
@@ -892,6 +917,18 @@ static void block(struct conn *c, int d)
     side_close(c, 1);
     sl_buf_free(&c->out[0]);
     c->off[0] = 0;
+    if (c->h2) {
+        /* No HTTP/1 page inside HTTP/2: the client is told the connection
+         * is over, after the whole frames already on their way. */
+        size_t n = h2r_frame_goaway(w->scratch, h2r_last_stream(c->h2), H2R_RST_TO_CLIENT,
+                                    "blocked by sluice");
+        if (out_append(c, TLS_PROXY_DOWN, w->scratch, n) < 0) {
+            conn_close(c);
+            return;
+        }
+        start_drain(c);
+        return;
+    }
     if (c->overflow[TLS_PROXY_DOWN] || ops->block_page == NULL) {
         conn_close(c);
         return;
@@ -909,6 +946,64 @@ static void block(struct conn *c, int d)
         return;
     }
     start_drain(c);
+}
+
+/* --- HTTP/2 ---------------------------------------------------------------------- */
+
+static int h2_inspect(void *ctx, int dir, const uint8_t *p, size_t n)
+{
+    struct conn *c = ctx;
+    const struct tls_proxy_ops *ops = &c->w->p->ops;
+    return ops->data && ops->data(ops->ctx, c->h, dir, p, n);
+}
+
+static size_t h2_blocked(void *ctx, uint32_t *ids, size_t max)
+{
+    struct conn *c = ctx;
+    const struct tls_proxy_ops *ops = &c->w->p->ops;
+    return ops->blocked_streams ? ops->blocked_streams(ops->ctx, c->h, ids, max) : 0;
+}
+
+static int h2_out(void *ctx, int dir, const uint8_t *p, size_t n)
+{
+    return out_append(ctx, dir, p, n);
+}
+
+static void h2_io(struct conn *c, struct h2r_io *io)
+{
+    io->ctx = c;
+    io->inspect = h2_inspect;
+    io->blocked = h2_blocked;
+    io->out = h2_out;
+}
+
+/* Counters of the relay, added once per connection when it closes. */
+static void h2_count(struct conn *c)
+{
+    struct h2r_stats hs;
+    if (c->h2 == NULL)
+        return;
+    h2r_stats(c->h2, &hs);
+    STAT_ADD(c->w, h2_streams_blocked, hs.streams_blocked);
+    STAT_ADD(c->w, hold_overflows, hs.hold_overflows);
+}
+
+/* Writes what waits in out[d]; -1 when c was closed. */
+static int push_out(struct conn *c, int d)
+{
+    struct side *dst = &c->side[!d];
+    if (c->out[d].len <= c->off[d] || c->hold[d] || dst->fd < 0)
+        return 0;
+    int r = flush(c, d);
+    if (r == IO_WANT_READ)
+        dst->want_r = 1;
+    else if (r == IO_WANT_WRITE)
+        dst->want_w = 1;
+    if (r < 0 && r != IO_WANT_READ && r != IO_WANT_WRITE) {
+        conn_close(c);
+        return -1;
+    }
+    return 0;
 }
 
 /* Moves direction d along until it must wait; -1 when c was closed. */
@@ -983,6 +1078,14 @@ static int pump(struct conn *c, int d)
                 return -1;
             }
             c->hold[d] = 0; /* the stream ended: nothing more will come to judge */
+            if (c->h2) {
+                struct h2r_io io;
+                h2_io(c, &io);
+                if (h2r_eof(c->h2, d, &io) != H2R_OK) {
+                    conn_close(c);
+                    return -1;
+                }
+            }
             continue;
         }
         conn_touch(c);
@@ -990,6 +1093,23 @@ static int pump(struct conn *c, int d)
             STAT_ADD(w, bytes_up, n);
         else
             STAT_ADD(w, bytes_down, n);
+        if (c->h2) {
+            struct h2r_io io;
+            const char *why = NULL;
+            h2_io(c, &io);
+            h2r_now(c->h2, w->now);
+            int r = h2r_input(c->h2, d, w->scratch, (size_t)n, &io, &why);
+            if (r == H2R_BLOCK) {
+                block(c, d);
+                return -1;
+            }
+            if (r != H2R_OK) {
+                STAT_ADD(w, h2_errors, 1);
+                conn_close(c);
+                return -1;
+            }
+            continue;
+        }
         if (c->opened) {
             if (ops->data && ops->data(ops->ctx, c->h, d, w->scratch, (size_t)n)) {
                 block(c, d);
@@ -1037,6 +1157,10 @@ static void relay(struct conn *c)
     if (pump(c, TLS_PROXY_UP) < 0 || pump(c, TLS_PROXY_DOWN) < 0)
         return;
     held_update(c);
+    /* The HTTP/2 relay answers one side while reading the other (resets,
+     * window updates): what it queued for upstream goes now. */
+    if (c->h2 && push_out(c, TLS_PROXY_UP) < 0)
+        return;
     if (c->shut[0] && c->shut[1]) {
         conn_close(c);
         return;
@@ -1048,6 +1172,26 @@ static void relay(struct conn *c)
         if (c->side[i].ssl && !c->side[i].want_w)
             (void)!SSL_free_buffers(c->side[i].ssl);
     conn_update(c);
+}
+
+/* HTTP/2 DATA held for H2_HOLD_MS goes on (see H2_HOLD_MS). */
+static void h2_release_old(struct worker *w)
+{
+    if (w->h2_conns == 0 || w->now < w->h2_swept_ms + TICK_MS)
+        return;
+    w->h2_swept_ms = w->now;
+    for (struct conn *c = w->idle.head, *next; c; c = next) {
+        next = c->next;
+        if (c->h2 == NULL || h2r_held(c->h2) == 0 || w->now < H2_HOLD_MS)
+            continue;
+        struct h2r_io io;
+        h2_io(c, &io);
+        if (h2r_release_older(c->h2, w->now - H2_HOLD_MS, &io) != H2R_OK) {
+            conn_close(c);
+            continue;
+        }
+        relay(c);
+    }
 }
 
 /* --- pages and the end of a refused or blocked connection ------------------------- */
@@ -1130,7 +1274,8 @@ static void refuse_alert(struct conn *c, const char *why)
     conn_close(c);
 }
 
-static int client_ssl(struct conn *c, X509 *leaf, char *err, size_t errlen)
+/* alpn: what the client side selects; NULL: http/1.1 (a page). */
+static int client_ssl(struct conn *c, X509 *leaf, const char *alpn, char *err, size_t errlen)
 {
     struct tls_proxy *p = c->w->p;
     SSL_CTX *ctx = tls_forge_ctx(p->cfg.forge, leaf, c->version, 1, err, errlen);
@@ -1138,7 +1283,8 @@ static int client_ssl(struct conn *c, X509 *leaf, char *err, size_t errlen)
         return -1;
     SSL *ssl = SSL_new(ctx);
     SSL_CTX_free(ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, c->side[0].fd) != 1) {
+    if (ssl == NULL || SSL_set_fd(ssl, c->side[0].fd) != 1 ||
+        (alpn && tls_forge_alpn(ssl, alpn) < 0)) {
         SSL_free(ssl);
         snprintf(err, errlen, "client session: %s", tls_openssl_reason());
         return -1;
@@ -1227,7 +1373,7 @@ static void refuse_page(struct conn *c, const char *why)
     X509 *leaf = page_leaf(w->p, c);
     if (leaf == NULL)
         snprintf(err, sizeof(err), "refusal page: %s", tls_openssl_reason());
-    if (leaf == NULL || client_ssl(c, leaf, err, sizeof(err)) < 0) {
+    if (leaf == NULL || client_ssl(c, leaf, NULL, err, sizeof(err)) < 0) {
         X509_free(leaf);
         char both[TLS_ERRLEN * 2 + 16];
         snprintf(both, sizeof(both), "%s (and %s)", why, err);
@@ -1259,6 +1405,25 @@ static void opened(struct conn *c)
     struct worker *w = c->w;
     const struct tls_proxy_ops *ops = &w->p->ops;
     struct tls_proxy_peer peer;
+    const unsigned char *sel = NULL;
+    unsigned sel_len = 0;
+    /* The client must speak what upstream speaks: a client that did not
+     * take upstream's protocol (its offer read otherwise by the hello
+     * parser than by OpenSSL) is not relayed. */
+    SSL_get0_alpn_selected(c->side[0].ssl, &sel, &sel_len);
+    if (sel_len != strlen(c->alpn) || (sel_len && memcmp(sel, c->alpn, sel_len) != 0)) {
+        STAT_ADD(w, client_failed, 1);
+        conn_close(c);
+        return;
+    }
+    if (strcmp(c->alpn, "h2") == 0) {
+        c->h2 = h2r_new(w->p->cfg.hold_limit);
+        if (c->h2 == NULL) {
+            conn_close(c);
+            return;
+        }
+        w->h2_conns++;
+    }
     peer_init(&peer, c);
     c->h = ops->open ? ops->open(ops->ctx, &peer) : NULL;
     c->opened = 1;
@@ -1317,8 +1482,15 @@ static void client_start(struct conn *c)
     struct side *s = &c->side[1];
     X509 *leaf = SSL_get0_peer_certificate(s->ssl);
     c->version = SSL_version(s->ssl);
+    const unsigned char *sel = NULL;
+    unsigned sel_len = 0;
+    SSL_get0_alpn_selected(s->ssl, &sel, &sel_len);
+    if (sel_len >= sizeof(c->alpn))
+        sel_len = 0; /* cannot be: only h2 and http/1.1 are offered */
+    memcpy(c->alpn, sel ? sel : (const unsigned char *)"", sel_len);
+    c->alpn[sel_len] = '\0';
     char err[TLS_ERRLEN];
-    if (client_ssl(c, leaf, err, sizeof(err)) < 0) {
+    if (client_ssl(c, leaf, c->alpn, err, sizeof(err)) < 0) {
         refuse_alert(c, err);
         return;
     }
@@ -1497,7 +1669,7 @@ static void upstream_start_tls(struct conn *c)
     s->ssl = SSL_new(p->up_ctx);
     if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1 ||
         tls_upstream_prepare(s->ssl, c->sni[0] ? c->sni : NULL, c->sni[0] ? NULL : ip) < 0 ||
-        (c->alpn && SSL_set_alpn_protos(s->ssl, (const uint8_t *)"\x08http/1.1", 9) != 0)) {
+        (c->alpn_offer_len && SSL_set_alpn_protos(s->ssl, c->alpn_offer, c->alpn_offer_len) != 0)) {
         char why[TLS_ERRLEN];
         snprintf(why, sizeof(why), "upstream session: %s", tls_openssl_reason());
         refuse_alert(c, why);
@@ -1644,10 +1816,30 @@ static void upstream_connect(struct conn *c)
 
 /* What OpenSSL read of a ClientHello (hello_probe). */
 struct probe {
-    int reached; /* OpenSSL parsed the hello as far as its extensions */
-    int alpn;
+    int reached;    /* OpenSSL parsed the hello as far as its extensions */
+    char alpn[256]; /* the protocols offered, comma separated */
     char sni[256];
 };
+
+/* An ALPN extension's protocol list, comma separated (as dpi_hello's). */
+static void probe_alpn(const uint8_t *e, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    if (n < 2 || (size_t)((e[0] << 8) | e[1]) != n - 2)
+        return;
+    for (size_t i = 2; i < n;) {
+        size_t len = e[i++];
+        if (len == 0 || i + len > n || o + len + 2 > outlen)
+            return;
+        if (o)
+            out[o++] = ',';
+        memcpy(out + o, e + i, len);
+        o += len;
+        out[o] = '\0';
+        i += len;
+    }
+}
 
 /* The server_name as OpenSSL reads it (tls_parse_ctos_server_name): one
  * host_name entry using up the extension, at most 255 bytes, no NUL. Any
@@ -1674,8 +1866,9 @@ static int probe_hello_cb(SSL *ssl, int *al, void *arg)
     pr->reached = 1;
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &e, &n) == 1)
         probe_sni(e, n, pr->sni, sizeof(pr->sni));
-    pr->alpn = SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
-                                         &e, &n) == 1;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &e,
+                                  &n) == 1)
+        probe_alpn(e, n, pr->alpn, sizeof(pr->alpn));
     return SSL_CLIENT_HELLO_RETRY; /* read what we wanted; nothing more */
 }
 
@@ -1720,6 +1913,31 @@ static void refuse_early(struct conn *c, const char *why)
     conn_close(c);
 }
 
+/* What upstream is offered: h2 and http/1.1 as far as the client offered
+ * them (offered is the hello's list, comma separated), in its order. */
+static void alpn_offer(struct conn *c, const char *offered)
+{
+    static const char *const known[] = {"h2", "http/1.1"};
+    const char *p = offered;
+    unsigned seen = 0;
+
+    c->alpn_offer_len = 0;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        for (unsigned i = 0; i < 2; i++) {
+            if (len != strlen(known[i]) || memcmp(p, known[i], len) != 0 || (seen & (1u << i)))
+                continue;
+            seen |= 1u << i;
+            c->alpn_offer[c->alpn_offer_len++] = (uint8_t)len;
+            memcpy(c->alpn_offer + c->alpn_offer_len, p, len);
+            c->alpn_offer_len += (uint8_t)len;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+}
+
 /*
  * Peeks at the client's first bytes until a whole ClientHello is there, then
  * asks the appliance what to do. A hello sluice's own parser finds odd goes
@@ -1757,7 +1975,7 @@ static void hello_step(struct conn *c)
         size_t len = strnlen(hp->sni, sizeof(c->sni) - 1);
         memcpy(c->sni, hp->sni, len);
         c->sni[len] = '\0';
-        c->alpn = hp->alpn[0] != '\0';
+        alpn_offer(c, hp->alpn);
     } else if (hs == DPI_HELLO_MALFORMED) {
         int r = hello_probe(p, w->scratch, (size_t)n, &pr, why, sizeof(why));
         if (r == 0 && n < HELLO_MAX)
@@ -1769,7 +1987,7 @@ static void hello_step(struct conn *c)
             return;
         }
         memcpy(c->sni, pr.sni, sizeof(c->sni));
-        c->alpn = (uint8_t)pr.alpn;
+        alpn_offer(c, pr.alpn);
         tls = 1;
     }
     c->tls = (uint8_t)tls;
@@ -2348,6 +2566,8 @@ void tls_proxy_stats(const struct tls_proxy *p, struct tls_proxy_stats *out)
         SUM(bypass_unconfirmed);
         SUM(bytes_up);
         SUM(bytes_down);
+        SUM(h2_streams_blocked);
+        SUM(h2_errors);
 #undef SUM
     }
     out->open = __atomic_load_n(&p->open, __ATOMIC_RELAXED);

@@ -61,11 +61,16 @@ void tls_forge_free(struct tls_forge *f);
  * ECDSA P-256 key (never the CA's), and the CA in the chain. Protocol versions
  * limited to [TLS 1.2, max_version] (never newer than upstream negotiated),
  * TLS 1.2 suites ECDHE with AES-GCM or ChaCha20-Poly1305 only. alpn_http11:
- * offer only "http/1.1" to the client. The caller owns a reference
+ * select for the client "http/1.1", or the protocol set on each SSL with
+ * tls_forge_alpn, and nothing else. The caller owns a reference
  * (SSL_CTX_free). Thread-safe.
  */
 SSL_CTX *tls_forge_ctx(struct tls_forge *f, X509 *upstream, int max_version, int alpn_http11,
                        char *err, size_t errlen);
+/* The ALPN protocol ssl (from a context of tls_forge_ctx) selects when the
+ * client offers it: proto ("h2", "http/1.1"; "" for none), which must
+ * outlive the handshake. 0 or -1. */
+int tls_forge_alpn(SSL *ssl, const char *proto);
 size_t tls_forge_entries(const struct tls_forge *f);
 
 /* --- upstream validation (verify.c) ------------------------------------------------ */
@@ -138,6 +143,7 @@ struct tls_proxy_peer {
     int tls;                       /* the client sent a ClientHello OpenSSL accepts */
     const char *sni;               /* "" when absent */
     int version;                   /* negotiated upstream (TLS1_3_VERSION), 0 before or plain */
+    const char *alpn; /* open() on: the protocol both sides use, "h2", "http/1.1" or "" */
 };
 
 /* The appliance's answer to a new connection. */
@@ -201,6 +207,11 @@ struct tls_proxy_ops {
      * (interception, splice, bypass validation).
      */
     int (*upstream_socket)(void *ctx, const struct tls_proxy_peer *peer, char *why, size_t whylen);
+    /* HTTP/2 (alpn "h2"): plaintext goes to data() in whole frames, and
+     * holding() is not asked. The streams blocked since the last call, at
+     * most max: each is reset both ways while the others go on. A 1 from
+     * data() or end() still blocks the whole connection (GOAWAY). */
+    size_t (*blocked_streams)(void *ctx, void *h, uint32_t *ids, size_t max);
 };
 
 struct tls_proxy_config {
@@ -245,6 +256,8 @@ struct tls_proxy_stats {
     uint64_t bypass_unconfirmed;   /* bypass claims intercepted instead */
     uint64_t held;                 /* plaintext bytes held now, all connections */
     uint64_t bytes_up, bytes_down; /* relayed, plaintext when intercepted */
+    uint64_t h2_streams_blocked;   /* HTTP/2 streams reset, their connection going on */
+    uint64_t h2_errors;            /* h2 connections closed: frames the relay cannot pass */
     uint64_t open;                 /* now */
 };
 

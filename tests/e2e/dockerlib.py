@@ -30,6 +30,11 @@ DEBIAN_NEEDS = ["curl", "python3", "iperf3", "sha256sum", "sleep"]
 BENCH_IMAGE = "sluice-bench-debian"
 BENCH_DEBS = ["nginx", "wrk", "libluajit-5.1-2", "libluajit-5.1-common"]
 BENCH_NEEDS = DEBIAN_NEEDS + ["wrk", "nginx"]
+# HTTP/2 and gRPC: nghttpd, h2load, Python's grpcio and h2, with what they need
+# beyond the test image.
+H2_IMAGE = "sluice-h2-debian"
+H2_TOP_DEBS = ["nghttp2-server", "nghttp2-client", "python3-grpcio", "python3-h2"]
+H2_NEEDS = DEBIAN_NEEDS + ["nghttpd", "h2load"]
 BUSYBOX_APPLETS = ["sh", "httpd", "sleep", "nc", "wget", "cat", "ls", "mkdir", "sha256sum",
                    "head", "dd", "rm", "echo", "kill"]
 # Process ids of the sluiced instances a run started, so the next run can
@@ -356,6 +361,58 @@ def ensure_bench_image():
     if not image_has(BENCH_IMAGE, BENCH_NEEDS):
         raise Error(f"image {BENCH_IMAGE} lacks one of {BENCH_NEEDS}")
     return BENCH_IMAGE
+
+
+def _debs_closure(top, base):
+    """The packages top needs (Depends, recursively) that image base lacks."""
+    p = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+             "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *top])
+    want = {line.strip() for line in p.stdout.splitlines()
+            if line and not line.startswith(" ") and "<" not in line}
+    have = docker("run", "--rm", "--network", "none", "--label", LABEL, base, "dpkg-query", "-W",
+                  "-f", "${Package}\\n").stdout.split()
+    return sorted(want - {h.split(":")[0] for h in have})
+
+
+def ensure_h2_image():
+    """sluice-h2-debian: the test image plus nghttpd, h2load, python3-grpcio
+    and python3-h2 with what they depend on, unpacked from their Debian packages
+    without maintainer scripts, as a layer committed on the test image."""
+    probe = "import grpc, h2.connection"
+    if image_exists(H2_IMAGE) and image_has(H2_IMAGE, H2_NEEDS) and \
+            docker("run", "--rm", "--network", "none", H2_IMAGE, "python3", "-c", probe,
+                   check=False).returncode == 0:
+        return H2_IMAGE
+    base = ensure_debian_image()
+    work = tempfile.mkdtemp(prefix=PREFIX + "h2-image-")
+    cid = None
+    try:
+        debs = _debs_closure(H2_TOP_DEBS, base)
+        p = subprocess.run(["apt-get", "download", *debs], cwd=work, capture_output=True,
+                           text=True, timeout=600)
+        if p.returncode != 0:
+            raise Error(f"apt-get download {' '.join(debs)}: {p.stderr.strip()[-500:]}")
+        root = os.path.join(work, "root")
+        for deb in sorted(f for f in os.listdir(work) if f.endswith(".deb")):
+            run(["dpkg-deb", "-x", os.path.join(work, deb), root])
+        # The image's /lib and /bin are links into /usr (merged /usr).
+        for d in ("bin", "sbin", "lib", "lib64"):
+            top = os.path.join(root, d)
+            if os.path.isdir(top) and not os.path.islink(top):
+                run(["cp", "-a", top + "/.", os.path.join(root, "usr", d)])
+                shutil.rmtree(top)
+        cid = docker("create", "--label", LABEL, base, "true").stdout.strip()
+        docker("cp", root + "/.", f"{cid}:/", timeout=300)
+        docker("commit", cid, H2_IMAGE, timeout=300)
+    finally:
+        if cid:
+            docker("rm", "-f", cid, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    if not image_has(H2_IMAGE, H2_NEEDS) or \
+            docker("run", "--rm", "--network", "none", H2_IMAGE, "python3", "-c", probe,
+                   check=False).returncode != 0:
+        raise Error(f"image {H2_IMAGE} lacks one of {H2_NEEDS} or Python's grpc and h2")
+    return H2_IMAGE
 
 
 def ensure_busybox_image():

@@ -722,6 +722,13 @@ static size_t tls_blocked_streams(void *ctx, void *h, uint32_t *ids, size_t max)
     return c->enforce ? n : 0; /* audit: reported, not reset */
 }
 
+static void tls_judge_held(void *ctx, void *h, int dir, uint32_t stream)
+{
+    struct tls_conn *c = h;
+    (void)ctx;
+    dpi_flow_judge_held(c->flow, (enum dpi_dir)dir, stream);
+}
+
 static int tls_data(void *ctx, void *h, int dir, const uint8_t *p, size_t n)
 {
     struct tls_conn *c = h;
@@ -926,6 +933,7 @@ static int tls_start(struct daemon *d, const struct rules_policy *p, unsigned cp
         .report = tls_report,
         .upstream_socket = tls_upstream_socket,
         .blocked_streams = tls_blocked_streams,
+        .judge_held = tls_judge_held,
     };
     d->tls = tls_proxy_start(&cfg, &ops, why, sizeof(why));
     if (d->tls == NULL) {

@@ -232,6 +232,12 @@ void dpi_flow_stream_blocks(struct dpi_flow *f, int on);
 /* The HTTP/2 stream IDs blocked since the last call, oldest first, at most
  * max of them (more than DPI_BLOCKED_STREAMS_MAX at once block the flow). */
 size_t dpi_flow_blocked_streams(struct dpi_flow *f, uint32_t *ids, size_t max);
+/* The body HTTP/2 stream `stream` has sent in dir so far, judged by every
+ * rule as if it ended now. A feeder that lets the held end of a body go
+ * before the body ended (a sender that waits for an answer) calls it
+ * first: a match blocks the stream (see dpi_flow_blocked_streams), so a
+ * receiver never holds a whole file that was not judged whole. */
+void dpi_flow_judge_held(struct dpi_flow *f, enum dpi_dir dir, uint32_t stream);
 /* 1 once the flow's streams carry a WebSocket or HTTP/2 tunnel (after an
  * Upgrade or a preface): no HTTP/1 response can stand in for its bytes. */
 int dpi_flow_in_tunnel(const struct dpi_flow *f);

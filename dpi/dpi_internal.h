@@ -102,6 +102,9 @@ void flow_msg_head(struct dpi_flow *f, struct http_msg *m, int dir, const struct
 void flow_msg_body(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p, size_t n);
 void flow_msg_end(struct dpi_flow *f, struct http_msg *m, int dir, enum http_end how,
                   const char *why);
+/* The body of m so far, scanned as if it ended now, every rule acting: a
+ * feeder lets the held end of an unfinished body go only after this. */
+void flow_msg_judge_prefix(struct dpi_flow *f, struct http_msg *m, int dir);
 /* A whole message of a tunnel (a WebSocket message): scanned, unpacked. */
 void flow_scan_message(struct dpi_flow *f, struct http_msg *m, int dir, const uint8_t *p, size_t n,
                        const char *what);
@@ -124,6 +127,9 @@ struct dpi_tunnel *tunnel_new(struct dpi_flow *f, int kind, int client_dir,
                               const char *h2_settings, int h2_head);
 void tunnel_feed(struct dpi_tunnel *t, int dir, const uint8_t *p, size_t n);
 void tunnel_eof(struct dpi_tunnel *t, int dir);
+/* The body so far of HTTP/2 stream id of flow direction dir, judged as if
+ * it ended now (flow_msg_judge_prefix). */
+void tunnel_judge_prefix(struct dpi_tunnel *t, int dir, uint32_t id);
 int tunnel_active(const struct dpi_tunnel *t, int dir);
 void tunnel_free(struct dpi_tunnel *t);
 

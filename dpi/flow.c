@@ -565,6 +565,23 @@ static void scan_kept(struct dpi_flow *f, struct http_msg *m, struct dpi_body_fa
     body_alerts(f, m, matches, n, bf, piece, NULL);
 }
 
+void flow_msg_judge_prefix(struct dpi_flow *f, struct http_msg *m, int dir)
+{
+    struct rules_match matches[RULES_MAX_MATCHES];
+    struct dpi_body *b = &m->body;
+
+    (void)dir;
+    /* A cut body's windows were judged whole as they filled. */
+    if (!m->open || !m->has_body || f->e->scanner == NULL || b->keep.len == 0 || b->cut)
+        return;
+    int n = scan_bytes(f, m, b->keep.data, b->keep.len, matches);
+    if (n <= 0)
+        return;
+    struct dpi_body_facts bf = {
+        .to_server = m->is_request, .size = b->size, .chunked = b->chunked, .state = DPI_BODY_OPEN};
+    body_alerts(f, m, matches, n, &bf, 0, NULL);
+}
+
 /* A body longer than the body limit: each full window is scanned as a file
  * of its own, and every match acts (the whole body is never held). */
 static void on_window(void *ctx, const uint8_t *p, size_t n)
@@ -1253,6 +1270,12 @@ size_t dpi_flow_blocked_streams(struct dpi_flow *f, uint32_t *ids, size_t max)
     memmove(f->blocked, f->blocked + n, (f->nblocked - n) * sizeof(*ids));
     f->nblocked -= (unsigned)n;
     return n;
+}
+
+void dpi_flow_judge_held(struct dpi_flow *f, enum dpi_dir dir, uint32_t stream)
+{
+    if (f->http && f->http->tunnel)
+        tunnel_judge_prefix(f->http->tunnel, (int)dir, stream);
 }
 
 int dpi_flow_in_tunnel(const struct dpi_flow *f)

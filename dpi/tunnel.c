@@ -191,6 +191,17 @@ static void h2_end(void *ctx, int dir, int32_t id, enum h2_end how)
     }
 }
 
+void tunnel_judge_prefix(struct dpi_tunnel *t, int dir, uint32_t id)
+{
+    struct h2_msg *s = t->h2 ? stream_find(t, (int32_t)id, dir, 0) : NULL;
+
+    if (s == NULL)
+        return;
+    flow_stream_context(t->f, id);
+    flow_msg_judge_prefix(t->f, &s->m, dir);
+    flow_stream_context(t->f, 0);
+}
+
 static void h2_anomaly(void *ctx, int dir, const char *why)
 {
     struct dpi_tunnel *t = ctx;

@@ -386,6 +386,20 @@ static int block_stream(struct h2r *r, uint32_t stream, const struct h2r_io *io)
     return send_rst(io, stream);
 }
 
+/* Streams inspection blocked since the last look are reset. */
+static int take_blocks(struct h2r *r, const struct h2r_io *io)
+{
+    uint32_t ids[32];
+    size_t nids;
+    int rc;
+
+    while ((nids = io->blocked(io->ctx, ids, sizeof(ids) / sizeof(ids[0]))) > 0)
+        for (size_t i = 0; i < nids; i++)
+            if (!is_blocked(r, ids[i]) && (rc = block_stream(r, ids[i], io)) != H2R_OK)
+                return rc;
+    return H2R_OK;
+}
+
 /* Past hold_limit, the oldest held frames go on unjudged. */
 static int hold(struct h2r *r, const struct h2r_unit *u, int dir, const struct h2r_io *io)
 {
@@ -418,8 +432,6 @@ static int on_unit(void *ctx, const struct h2r_unit *u)
     struct h2r *r = ctx;
     const struct h2r_io *io = r->io;
     int dir = r->dir, rc;
-    uint32_t ids[32];
-    size_t nids;
     int header_block = u->type == H2R_FRAME_HEADERS || u->type == H2R_FRAME_PUSH_PROMISE;
     /* A request the server has not heard of: a reset before it would be a
      * connection error there. */
@@ -434,10 +446,8 @@ static int on_unit(void *ctx, const struct h2r_unit *u)
             return H2R_ERROR;
         passed = 1;
     }
-    while ((nids = io->blocked(io->ctx, ids, sizeof(ids) / sizeof(ids[0]))) > 0)
-        for (size_t i = 0; i < nids; i++)
-            if (!is_blocked(r, ids[i]) && (rc = block_stream(r, ids[i], io)) != H2R_OK)
-                return rc;
+    if ((rc = take_blocks(r, io)) != H2R_OK)
+        return rc;
     if (passed)
         return H2R_OK;
     if (u->type != H2R_PREFACE && is_blocked(r, u->stream)) {
@@ -491,8 +501,18 @@ int h2r_eof(struct h2r *r, int dir, const struct h2r_io *io)
 
 int h2r_release_older(struct h2r *r, uint64_t before_ms, const struct h2r_io *io)
 {
-    while (r->held && r->held->since_ms < before_ms)
-        if (release(r, r->held, io) != H2R_OK)
+    while (r->held && r->held->since_ms < before_ms) {
+        struct held *h = r->held;
+        /* The receiver would then hold the whole body so far: judged whole. */
+        if (io->judge) {
+            io->judge(io->ctx, h->dir, h->stream);
+            if (take_blocks(r, io) != H2R_OK)
+                return H2R_ERROR;
+            if (r->held != h)
+                continue; /* its stream was blocked: the frame went */
+        }
+        if (release(r, h, io) != H2R_OK)
             return H2R_ERROR;
+    }
     return H2R_OK;
 }

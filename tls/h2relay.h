@@ -89,6 +89,9 @@ struct h2r_io {
     /* Bytes to send in direction dir (to the other side); -1 when there is
      * no room, which closes the connection. */
     int (*out)(void *ctx, int dir, const uint8_t *p, size_t n);
+    /* Before held DATA of stream goes on before its end: inspection judges
+     * the stream's body so far; a block shows in blocked(). May be NULL. */
+    void (*judge)(void *ctx, int dir, uint32_t stream);
 };
 
 struct h2r_stats {
@@ -111,8 +114,9 @@ int h2r_input(struct h2r *r, int dir, const uint8_t *p, size_t n, const struct h
               const char **why);
 /* dir ended and its end was judged: what dir holds goes on. */
 int h2r_eof(struct h2r *r, int dir, const struct h2r_io *io);
-/* Held DATA older than before_ms (of the clock given to h2r_now) goes on:
- * a peer waiting for an answer before it sends more. */
+/* Held DATA older than before_ms (of the clock given to h2r_now) goes on,
+ * once io->judge found nothing in its stream's body so far: a peer waiting
+ * for an answer before it sends more. A stream blocked then is reset. */
 int h2r_release_older(struct h2r *r, uint64_t before_ms, const struct h2r_io *io);
 void h2r_now(struct h2r *r, uint64_t now_ms);
 size_t h2r_held(const struct h2r *r);

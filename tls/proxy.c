@@ -964,6 +964,14 @@ static size_t h2_blocked(void *ctx, uint32_t *ids, size_t max)
     return ops->blocked_streams ? ops->blocked_streams(ops->ctx, c->h, ids, max) : 0;
 }
 
+static void h2_judge(void *ctx, int dir, uint32_t stream)
+{
+    struct conn *c = ctx;
+    const struct tls_proxy_ops *ops = &c->w->p->ops;
+    if (ops->judge_held)
+        ops->judge_held(ops->ctx, c->h, dir, stream);
+}
+
 static int h2_out(void *ctx, int dir, const uint8_t *p, size_t n)
 {
     return out_append(ctx, dir, p, n);
@@ -974,6 +982,7 @@ static void h2_io(struct conn *c, struct h2r_io *io)
     io->ctx = c;
     io->inspect = h2_inspect;
     io->blocked = h2_blocked;
+    io->judge = h2_judge;
     io->out = h2_out;
 }
 

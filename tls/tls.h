@@ -212,6 +212,10 @@ struct tls_proxy_ops {
      * most max: each is reset both ways while the others go on. A 1 from
      * data() or end() still blocks the whole connection (GOAWAY). */
     size_t (*blocked_streams)(void *ctx, void *h, uint32_t *ids, size_t max);
+    /* HTTP/2: the held end of stream's body in dir is about to go before
+     * the body ended (its sender waits for an answer): judge the body so
+     * far as if whole; a block shows in blocked_streams. */
+    void (*judge_held)(void *ctx, void *h, int dir, uint32_t stream);
 };
 
 struct tls_proxy_config {

@@ -126,7 +126,18 @@ struct fake {
     uint32_t pending[4];
     size_t npending;
     unsigned inspected;
+    uint32_t block_on_judge; /* block this stream when its held end is judged */
+    unsigned judged;
 };
+
+static void fake_judge(void *ctx, int dir, uint32_t stream)
+{
+    struct fake *f = ctx;
+    (void)dir;
+    f->judged++;
+    if (stream == f->block_on_judge)
+        f->pending[f->npending++] = stream;
+}
 
 static int fake_inspect(void *ctx, int dir, const uint8_t *p, size_t n)
 {
@@ -183,7 +194,7 @@ static void frames_of(const struct wire *w, size_t skip, char *buf, size_t len)
 static void test_relay(void)
 {
     struct fake f = {0};
-    struct h2r_io io = {&f, fake_inspect, fake_blocked, fake_out};
+    struct h2r_io io = {&f, fake_inspect, fake_blocked, fake_out, NULL};
     struct h2r *r = h2r_new(1 << 20);
     struct wire up = {0}, down = {0};
     const char *why;
@@ -235,7 +246,7 @@ static void test_relay(void)
 static void test_relay_request_blocked_by_its_headers(void)
 {
     struct fake f = {0};
-    struct h2r_io io = {&f, fake_inspect, fake_blocked, fake_out};
+    struct h2r_io io = {&f, fake_inspect, fake_blocked, fake_out, NULL};
     struct h2r *r = h2r_new(1 << 20);
     struct wire up = {0};
     const char *why;
@@ -257,7 +268,7 @@ static void test_relay_request_blocked_by_its_headers(void)
 static void test_relay_hold_limit_and_eof(void)
 {
     struct fake f = {0};
-    struct h2r_io io = {&f, fake_inspect, fake_blocked, fake_out};
+    struct h2r_io io = {&f, fake_inspect, fake_blocked, fake_out, NULL};
     struct h2r *r = h2r_new(20);
     struct wire down = {0};
     const char *why;
@@ -278,6 +289,33 @@ static void test_relay_hold_limit_and_eof(void)
     h2r_free(r);
 }
 
+/* Held DATA released before its stream ends is judged first: a stream the
+ * judgement blocks loses the frame and is reset; another goes on. */
+static void test_relay_release_judged(void)
+{
+    struct fake f = {0};
+    struct h2r_io io = {&f, fake_inspect, fake_blocked, fake_out, fake_judge};
+    struct h2r *r = h2r_new(1 << 20);
+    struct wire down = {0};
+    const char *why;
+    char got[256];
+
+    f.block_on_judge = 3;
+    frame(&down, H2R_FRAME_DATA, 0, 1, "clean", 5);
+    frame(&down, H2R_FRAME_DATA, 0, 3, "whole", 5);
+    CHECK_EQ_INT(h2r_input(r, 1, down.b, down.n, &io, &why), H2R_OK);
+    CHECK_EQ_INT(f.out[1].n, 0); /* both held */
+    h2r_now(r, 5000);
+    CHECK_EQ_INT(h2r_release_older(r, 1, &io), H2R_OK);
+    CHECK_EQ_INT(f.judged, 2);
+    frames_of(&f.out[1], 0, got, sizeof(got));
+    CHECK_EQ_STR(got, "DATA:1 RST:3=2");
+    frames_of(&f.out[0], 0, got, sizeof(got));
+    CHECK_EQ_STR(got, "WU:0=5 RST:3=8");
+    CHECK_EQ_INT(h2r_held(r), 0);
+    h2r_free(r);
+}
+
 int main(void)
 {
     test_split();
@@ -285,5 +323,6 @@ int main(void)
     test_relay();
     test_relay_request_blocked_by_its_headers();
     test_relay_hold_limit_and_eof();
+    test_relay_release_judged();
     CHECK_DONE();
 }

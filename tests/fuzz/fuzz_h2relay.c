@@ -32,8 +32,7 @@ static uint32_t stream_of(const uint8_t *p, size_t n)
 {
     if (n < 9)
         return 0;
-    return ((uint32_t)p[5] << 24 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 8 | p[8]) &
-           0x7fffffffu;
+    return ((uint32_t)p[5] << 24 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 8 | p[8]) & 0x7fffffffu;
 }
 
 static void maybe_block(struct fuzz_io *x, uint32_t stream)

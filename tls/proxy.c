@@ -997,12 +997,11 @@ static void h2_count(struct conn *c)
     STAT_ADD(c->w, hold_overflows, hs.hold_overflows);
 }
 
-/* Writes what waits in out[d]; -1 when c was closed. */
-static int push_out(struct conn *c, int d)
+/* Writes what waits in out[d]: 1 all written, 0 the other side must be
+ * waited for, -1 when c was closed. */
+static int write_out(struct conn *c, int d)
 {
     struct side *dst = &c->side[!d];
-    if (c->out[d].len <= c->off[d] || c->hold[d] || dst->fd < 0)
-        return 0;
     int r = flush(c, d);
     if (r == IO_WANT_READ)
         dst->want_r = 1;
@@ -1012,7 +1011,15 @@ static int push_out(struct conn *c, int d)
         conn_close(c);
         return -1;
     }
-    return 0;
+    return r == 0;
+}
+
+/* Writes what waits in out[d], if anything; -1 when c was closed. */
+static int push_out(struct conn *c, int d)
+{
+    if (c->out[d].len <= c->off[d] || c->hold[d] || c->side[!d].fd < 0)
+        return 0;
+    return write_out(c, d) < 0 ? -1 : 0;
 }
 
 /* Moves direction d along until it must wait; -1 when c was closed. */
@@ -1026,17 +1033,9 @@ static int pump(struct conn *c, int d)
 
     for (;;) {
         if (c->out[d].len > c->off[d] && !c->hold[d]) {
-            int r = flush(c, d);
-            if (r == IO_WANT_READ)
-                dst->want_r = 1;
-            else if (r == IO_WANT_WRITE)
-                dst->want_w = 1;
-            if (r < 0 && r != IO_WANT_READ && r != IO_WANT_WRITE) {
-                conn_close(c);
-                return -1;
-            }
-            if (r < 0)
-                return 0;
+            int r = write_out(c, d);
+            if (r <= 0)
+                return r;
             conn_touch(c);
         }
         if (c->eof[d]) {

@@ -154,6 +154,13 @@ static enum nfq_decode_status decode_l3l4(const uint8_t *ip, size_t ipsize_full,
         const uint8_t *l4ptr = ip + 40;
         uint16_t plen = rd16(ip + 4);
         proto = ip[6];
+        /* skip_ipv6_ext is bounded by *l4len: its l3len undercounts a
+         * fragment header (5 bytes for 8, as nDPI does). The payload length
+         * must fit the capture first; the frame path checks it, a GTP-U
+         * inner header had not. Such a packet fails the length check below
+         * anyway, so only the reads past the capture go. */
+        if (plen > ipsize - 40)
+            return NFQ_DECODE_SKIP;
         if (skip_ipv6_ext((uint16_t)(ipsize - 40), &l4ptr, &plen, &proto) != 0)
             return NFQ_DECODE_SKIP;
         l4_offset = (uint16_t)(l4ptr - ip);

@@ -1495,11 +1495,24 @@ static int ctl_containers(void *ctx, struct json *r, char *err, size_t errlen)
     return 0;
 }
 
+/* The event writer reopens the log before its next line: after rotation. */
+static void eve_reopen_ask(struct daemon *d)
+{
+    pthread_mutex_lock(&d->evq_lock);
+    d->reopen = 1;
+    pthread_cond_signal(&d->evq_cond);
+    pthread_mutex_unlock(&d->evq_lock);
+}
+
+/* The event log is reopened whether or not the policy is good: logrotate
+ * sends SIGHUP after moving it, and a broken policy must not keep sluiced
+ * writing into the rotated file. */
 static int reload(struct daemon *d, char *err, size_t errlen)
 {
     char why[RULES_ERRLEN];
     struct rules_policy *p = policy_load(d->config, why, sizeof(why));
 
+    eve_reopen_ask(d);
     if (p == NULL) {
         snprintf(err, errlen, "%s (the running policy stays)", why);
         log_warnx("reload: %s", err);
@@ -1514,17 +1527,14 @@ static int reload(struct daemon *d, char *err, size_t errlen)
     if (old->tls.quic == RULES_QUIC_PASS && p->tls.quic == RULES_QUIC_BLOCK)
         log_warnx("reload: tls.quic: block takes effect at the next start (containers' UDP is "
                   "not queued now)");
-    d->policy = p;
+    d->policy = rules_policy_ref(p); /* p stays ours to read below */
     pthread_mutex_unlock(&d->policy_lock);
     rules_policy_unref(old);
     if (d->q)
         nfq_inline_reload(d->q);
     atomic_fetch_add(&d->tls_generation, 1);
-    pthread_mutex_lock(&d->evq_lock);
-    d->reopen = 1;
-    pthread_cond_signal(&d->evq_cond);
-    pthread_mutex_unlock(&d->evq_lock);
     log_info("reloaded %s (%u YARA rules)", p->path, rules_yara_count(p));
+    rules_policy_unref(p);
     return 0;
 }
 
@@ -1841,6 +1851,7 @@ int sl_daemon_run(const char *config, int foreground)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -1962,6 +1973,10 @@ int sl_daemon_run(const char *config, int foreground)
         }
         if (sig == SIGHUP) {
             reload(d, err, sizeof(err));
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            eve_reopen_ask(d);
             continue;
         }
         log_info("signal %d: stopping", sig);

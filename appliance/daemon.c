@@ -1504,6 +1504,22 @@ static void eve_reopen_ask(struct daemon *d)
     pthread_mutex_unlock(&d->evq_lock);
 }
 
+/* compromise.host_allow of policy p for isolated host-network containers;
+ * their rules are made again with it. */
+static void iso_allow_apply(struct daemon *d, const struct rules_policy *p)
+{
+    const char *allow[64];
+    size_t nallow = 0;
+    char err[512];
+
+    if (!d->iso_ready)
+        return;
+    for (size_t i = 0; i < p->compromise.host_allow.n && nallow < 64; i++)
+        allow[nallow++] = p->compromise.host_allow.v[i].s;
+    if (sl_iso_set_allow(allow, nallow, err, sizeof(err)) < 0)
+        log_warnx("reload: compromise.host_allow: %s", err);
+}
+
 /* The event log is reopened whether or not the policy is good: logrotate
  * sends SIGHUP after moving it, and a broken policy must not keep sluiced
  * writing into the rotated file. */
@@ -1533,6 +1549,7 @@ static int reload(struct daemon *d, char *err, size_t errlen)
     if (d->q)
         nfq_inline_reload(d->q);
     atomic_fetch_add(&d->tls_generation, 1);
+    iso_allow_apply(d, p);
     log_info("reloaded %s (%u YARA rules)", p->path, rules_yara_count(p));
     rules_policy_unref(p);
     return 0;

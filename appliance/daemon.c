@@ -120,6 +120,7 @@ struct daemon {
     struct tls_upstream_policy upstream;
     struct tls_worker *tls_workers;
     unsigned ntls;
+    _Atomic unsigned tls_generation; /* bumped by a reload */
 
     /* event writer */
     pthread_mutex_t evq_lock;
@@ -477,18 +478,31 @@ static int ops_enforce(void *ctx, const struct dpi_flow *f)
 
 /* --- TLS interception ------------------------------------------------------------ */
 
-/* One proxy thread's engine; connections of that thread only. */
+/*
+ * One policy's engine on one proxy thread. The thread's new connections get
+ * the newest; a connection keeps the one it began with to its end, so a
+ * reload never changes the rules under a flow. Used by that thread only: the
+ * count needs no lock.
+ */
+struct tls_gen {
+    struct dpi_engine *engine;
+    struct rules_policy *policy;
+    unsigned refs; /* its connections, and the thread while it is the newest */
+};
+
+/* One proxy thread's engines; connections of that thread only. */
 struct tls_worker {
     struct daemon *d;
     struct worker_ctx owners; /* its own container cache */
-    struct dpi_engine *engine;
-    struct rules_policy *policy;
+    struct tls_gen *cur;      /* for new connections */
+    unsigned generation;      /* of the policy cur was made from */
     uint64_t next_id;
 };
 
 /* One intercepted connection. */
 struct tls_conn {
     struct tls_worker *w;
+    struct tls_gen *g; /* the engine it began with */
     struct dpi_flow *flow;
     struct dpi_flow_meta meta;
     struct dpi_tls_facts facts;
@@ -558,21 +572,45 @@ static void tls_on_event(void *ctx, const struct dpi_event *ev)
         o->flow_id = 0;
 }
 
+static void tls_gen_put(struct tls_gen *g)
+{
+    if (g == NULL || --g->refs > 0)
+        return;
+    dpi_engine_free(g->engine);
+    rules_policy_unref(g->policy);
+    free(g);
+}
+
+/* The worker, its engine made from the newest policy: after a reload the
+ * first new connection makes it; the older one stays with its connections
+ * and goes with the last of them. */
 static struct tls_worker *tls_worker_of(struct daemon *d, unsigned worker)
 {
     struct tls_worker *w = &d->tls_workers[worker];
+    unsigned gen = atomic_load(&d->tls_generation);
     char err[256];
 
-    if (w->engine == NULL) {
-        w->policy = policy_get(d);
-        w->engine = dpi_engine_new(w->policy, tls_on_event, w, err, sizeof(err));
-        if (w->engine == NULL) {
-            log_warnx("TLS worker %u: %s", worker, err);
-            rules_policy_unref(w->policy);
-            w->policy = NULL;
-            return NULL;
-        }
+    if (w->cur && w->generation == gen)
+        return w;
+    struct tls_gen *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        log_warnx("TLS worker %u: out of memory", worker);
+        return w->cur ? w : NULL;
     }
+    g->policy = policy_get(d);
+    g->engine = dpi_engine_new(g->policy, tls_on_event, w, err, sizeof(err));
+    if (g->engine == NULL) {
+        log_warnx("TLS worker %u: %s%s", worker, err,
+                  w->cur ? " (its connections keep the previous policy)" : "");
+        rules_policy_unref(g->policy);
+        free(g);
+        w->generation = gen; /* once per reload, not once per connection */
+        return w->cur ? w : NULL;
+    }
+    g->refs = 1;
+    tls_gen_put(w->cur);
+    w->cur = g;
+    w->generation = gen;
     return w;
 }
 
@@ -703,11 +741,13 @@ static void *tls_open(void *ctx, const struct tls_proxy_peer *peer)
     c->plain = peer->version == 0; /* not TLS, relayed as plaintext (tls.non_tls: pass) */
     struct flow_owner *o = owner_of(&w->owners, &c->meta);
     c->enforce = o->inspected && o->mode == EVE_ENFORCE;
-    c->flow = dpi_flow_new(w->engine, &c->meta);
+    c->g = w->cur;
+    c->flow = dpi_flow_new(c->g->engine, &c->meta);
     if (c->flow == NULL) {
         free(c);
         return NULL;
     }
+    c->g->refs++;
     /* The proxy resets one HTTP/2 stream and keeps the others going. */
     if (strcmp(c->alpn, "h2") == 0)
         dpi_flow_stream_blocks(c->flow, 1);
@@ -733,7 +773,7 @@ static int tls_data(void *ctx, void *h, int dir, const uint8_t *p, size_t n)
 {
     struct tls_conn *c = h;
     (void)ctx;
-    enum dpi_verdict v = dpi_flow_stream(c->w->engine, c->flow, (enum dpi_dir)dir, p, n, now_us());
+    enum dpi_verdict v = dpi_flow_stream(c->g->engine, c->flow, (enum dpi_dir)dir, p, n, now_us());
     return v == DPI_BLOCK && c->enforce;
 }
 
@@ -749,7 +789,7 @@ static int tls_end(void *ctx, void *h, int dir)
 {
     struct tls_conn *c = h;
     (void)ctx;
-    enum dpi_verdict v = dpi_flow_stream_end(c->w->engine, c->flow, (enum dpi_dir)dir, now_us());
+    enum dpi_verdict v = dpi_flow_stream_end(c->g->engine, c->flow, (enum dpi_dir)dir, now_us());
     return v == DPI_BLOCK && c->enforce;
 }
 
@@ -830,8 +870,9 @@ static void tls_close(void *ctx, void *h)
 {
     struct tls_conn *c = h;
     (void)ctx;
-    dpi_flow_end(c->w->engine, c->flow, now_us());
-    dpi_flow_free(c->w->engine, c->flow);
+    dpi_flow_end(c->g->engine, c->flow, now_us());
+    dpi_flow_free(c->g->engine, c->flow);
+    tls_gen_put(c->g);
     free(c);
 }
 
@@ -954,10 +995,8 @@ static void tls_stop(struct daemon *d)
     d->upstream_socks = NULL;
     for (unsigned i = 0; d->tls_workers && i < d->ntls; i++) {
         struct tls_worker *w = &d->tls_workers[i];
-        if (w->engine)
-            dpi_engine_free(w->engine);
-        if (w->policy)
-            rules_policy_unref(w->policy);
+        tls_gen_put(w->cur); /* the connections closed: the last reference */
+        w->cur = NULL;
         json_free(&w->owners.j);
     }
     free(d->tls_workers);
@@ -1456,11 +1495,40 @@ static int ctl_containers(void *ctx, struct json *r, char *err, size_t errlen)
     return 0;
 }
 
+/* The event writer reopens the log before its next line: after rotation. */
+static void eve_reopen_ask(struct daemon *d)
+{
+    pthread_mutex_lock(&d->evq_lock);
+    d->reopen = 1;
+    pthread_cond_signal(&d->evq_cond);
+    pthread_mutex_unlock(&d->evq_lock);
+}
+
+/* compromise.host_allow of policy p for isolated host-network containers;
+ * their rules are made again with it. */
+static void iso_allow_apply(struct daemon *d, const struct rules_policy *p)
+{
+    const char *allow[64];
+    size_t nallow = 0;
+    char err[512];
+
+    if (!d->iso_ready)
+        return;
+    for (size_t i = 0; i < p->compromise.host_allow.n && nallow < 64; i++)
+        allow[nallow++] = p->compromise.host_allow.v[i].s;
+    if (sl_iso_set_allow(allow, nallow, err, sizeof(err)) < 0)
+        log_warnx("reload: compromise.host_allow: %s", err);
+}
+
+/* The event log is reopened whether or not the policy is good: logrotate
+ * sends SIGHUP after moving it, and a broken policy must not keep sluiced
+ * writing into the rotated file. */
 static int reload(struct daemon *d, char *err, size_t errlen)
 {
     char why[RULES_ERRLEN];
     struct rules_policy *p = policy_load(d->config, why, sizeof(why));
 
+    eve_reopen_ask(d);
     if (p == NULL) {
         snprintf(err, errlen, "%s (the running policy stays)", why);
         log_warnx("reload: %s", err);
@@ -1475,16 +1543,15 @@ static int reload(struct daemon *d, char *err, size_t errlen)
     if (old->tls.quic == RULES_QUIC_PASS && p->tls.quic == RULES_QUIC_BLOCK)
         log_warnx("reload: tls.quic: block takes effect at the next start (containers' UDP is "
                   "not queued now)");
-    d->policy = p;
+    d->policy = rules_policy_ref(p); /* p stays ours to read below */
     pthread_mutex_unlock(&d->policy_lock);
     rules_policy_unref(old);
     if (d->q)
         nfq_inline_reload(d->q);
-    pthread_mutex_lock(&d->evq_lock);
-    d->reopen = 1;
-    pthread_cond_signal(&d->evq_cond);
-    pthread_mutex_unlock(&d->evq_lock);
+    atomic_fetch_add(&d->tls_generation, 1);
+    iso_allow_apply(d, p);
     log_info("reloaded %s (%u YARA rules)", p->path, rules_yara_count(p));
+    rules_policy_unref(p);
     return 0;
 }
 
@@ -1801,6 +1868,7 @@ int sl_daemon_run(const char *config, int foreground)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -1922,6 +1990,10 @@ int sl_daemon_run(const char *config, int foreground)
         }
         if (sig == SIGHUP) {
             reload(d, err, sizeof(err));
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            eve_reopen_ask(d);
             continue;
         }
         log_info("signal %d: stopping", sig);
